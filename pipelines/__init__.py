@@ -1,0 +1,1 @@
+"""Runnable scrapesync pipelines and the `scrapesync` command line."""

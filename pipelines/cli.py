@@ -1,0 +1,137 @@
+"""The `scrapesync` command line.
+
+scrapesync sync [PROVIDER ...] [--destination NAME] [--full-refresh] [--discard-pending]
+scrapesync demo [--db PATH]
+scrapesync sandbox [--port N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+from pipelines import registry
+from pipelines.runner import SyncReport, sync
+
+
+def format_report(report: SyncReport) -> str:
+    """A short, aligned summary of one provider's sync."""
+    status = "ok" if report.ok else "FAILED"
+    stats = report.stats
+    lines = [
+        f"{report.provider}: {status} in {report.seconds:.1f} s, {stats.requests} requests"
+        f" ({stats.retries} retried, {stats.throttled} throttled)"
+    ]
+    if report.recovered_packages:
+        lines.append(
+            f"  finished {report.recovered_packages} load package(s) of an interrupted run"
+        )
+    if report.tables:
+        lines.append(f"  {'table':<24}{'inserted':>10}{'updated':>10}{'deleted':>10}{'rows':>10}")
+        lines.extend(
+            f"  {t.table:<24}{t.inserted:>10}{t.updated:>10}{t.deleted:>10}{t.total:>10}"
+            for t in report.tables
+        )
+    if report.error:
+        lines.append("  " + report.error.replace("\n", "\n  "))
+    return "\n".join(lines)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    names = args.providers or [p.name for p in registry.PROVIDERS.values() if p.is_configured()]
+    if not names:
+        print(
+            "scrapesync: no provider is configured; set e.g. SOURCES__REWORKD__API_KEY and "
+            "SOURCES__REWORKD__GROUP_IDS, or name a provider: scrapesync sync reworkd",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        providers = [registry.get(name) for name in names]
+    except ValueError as exc:
+        print(f"scrapesync: {exc}", file=sys.stderr)
+        return 2
+    failed = 0
+    for provider in providers:
+        report = sync(
+            provider,
+            destination=args.destination,
+            full_refresh=args.full_refresh,
+            discard_pending=args.discard_pending,
+            progress=not args.quiet,
+        )
+        print(format_report(report), flush=True)
+        failed += not report.ok
+    return 1 if failed else 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from sandbox import Sandbox
+
+    sandbox = Sandbox.start_default(port=args.port)
+    print(f"sandbox serving on {sandbox.base_url} (Ctrl+C to stop)", flush=True)
+    for name, provider in sandbox.providers.items():
+        options = provider.source_options(sandbox.url(name))
+        print(f"  {name}: {options}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        sandbox.stop()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipelines.demo import run_demo
+
+    return run_demo(args.db)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scrapesync", description="Incremental ELT for web-scraping services (dlt)."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every page read")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sync_parser = commands.add_parser("sync", help="sync providers into the destination")
+    sync_parser.add_argument(
+        "providers",
+        nargs="*",
+        help=f"providers to sync (default: every configured one of "
+        f"{', '.join(registry.PROVIDERS)})",
+    )
+    sync_parser.add_argument("--destination", default="duckdb", help="dlt destination name")
+    sync_parser.add_argument(
+        "--full-refresh", action="store_true", help="drop the providers' tables and state, reload"
+    )
+    sync_parser.add_argument(
+        "--discard-pending",
+        action="store_true",
+        help="give up load packages an earlier sync could not load (their data is read again)",
+    )
+    sync_parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    sync_parser.set_defaults(func=cmd_sync)
+
+    demo_parser = commands.add_parser("demo", help="sync every provider from the local sandbox")
+    demo_parser.add_argument("--db", default="scrapesync_demo.duckdb", help="DuckDB file")
+    demo_parser.set_defaults(func=cmd_demo)
+
+    sandbox_parser = commands.add_parser("sandbox", help="serve the provider sandboxes")
+    sandbox_parser.add_argument("--port", type=int, default=8765)
+    sandbox_parser.set_defaults(func=cmd_sandbox)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.verbose:
+        logging.getLogger("dlt").setLevel(logging.INFO)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The providers scrapesync can sync: their source factories, tables and after-load steps.
+
+A provider is added by one `Provider` row here; the CLI, the demo and the runner read this
+table and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dlt
+from dlt.sources import DltSource
+
+from sources import reworkd
+
+
+@dataclass(frozen=True)
+class Provider:
+    """One provider as the runner sees it.
+
+    Attributes:
+        name: provider name = dlt config section `sources.<name>` = dataset name.
+        source: the `@dlt.source` function; called with `stats=RequestStats()` only.
+        tables: the merge tables it loads, with their primary keys (reported after a sync).
+        required: config keys that must be set for the provider to count as configured.
+        post_load: SQL upkeep run after each load (None when there is none).
+    """
+
+    name: str
+    source: Callable[..., DltSource]
+    tables: dict[str, tuple[str, ...]]
+    required: tuple[str, ...] = ("api_key",)
+    post_load: Callable[[dlt.Pipeline], Any] | None = None
+
+    def is_configured(self) -> bool:
+        """True when every required setting resolves (config files or env vars)."""
+        return all(_setting(f"sources.{self.name}.{key}") is not None for key in self.required)
+
+
+def _setting(key: str) -> Any:
+    value: Any = dlt.secrets.get(key)
+    return value if value is not None else dlt.config.get(key)
+
+
+PROVIDERS: dict[str, Provider] = {
+    provider.name: provider
+    for provider in (
+        Provider(
+            name="reworkd",
+            source=reworkd.reworkd_source,
+            tables={
+                "outputs": ("group_id", "key_hash"),
+                "outputs__files": ("group_id", "key_hash", "file_index"),
+            },
+            required=("api_key", "group_ids"),
+            post_load=reworkd.post_load,
+        ),
+    )
+}
+
+
+def get(name: str) -> Provider:
+    """The provider called `name`, or a ValueError that lists the known ones."""
+    try:
+        return PROVIDERS[name]
+    except KeyError:
+        known = ", ".join(sorted(PROVIDERS))
+        raise ValueError(f"unknown provider {name!r}; scrapesync knows: {known}") from None

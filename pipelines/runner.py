@@ -1,0 +1,305 @@
+"""Run one provider's sync: finish what an interrupted run left, load new data, report.
+
+Contract relied on by users' schedulers and by the tests:
+* dlt pipeline `scrapesync_<provider>`, dataset `<provider>`, working dir under dlt's data dir
+  (`DLT_DATA_DIR` moves it);
+* DuckDB file `scrapesync.duckdb` in the working directory unless dlt's own setting
+  `destination.duckdb.credentials` (env `DESTINATION__DUCKDB__CREDENTIALS`) names another.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dlt
+from dlt.common import logger
+from dlt.common.destination import Destination
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from pipelines.registry import Provider
+from sources.common import ProviderAPIError, RequestStats
+
+PIPELINE_PREFIX = "scrapesync_"
+DEFAULT_DUCKDB_FILE = "scrapesync.duckdb"
+
+
+class SyncError(Exception):
+    """A sync that failed, with what the user should do about it."""
+
+
+@dataclass
+class TableReport:
+    """What one sync did to one table (rows)."""
+
+    table: str
+    inserted: int
+    updated: int
+    deleted: int
+    total: int
+
+
+@dataclass
+class SyncReport:
+    """The outcome of one provider's sync."""
+
+    provider: str
+    ok: bool = True
+    seconds: float = 0.0
+    stats: RequestStats = field(default_factory=RequestStats)
+    tables: list[TableReport] = field(default_factory=list)
+    recovered_packages: int = 0
+    error: str | None = None
+
+
+def destination_for(name: Any) -> Any:
+    """`name` as a dlt destination; plain `duckdb` defaults to ./scrapesync.duckdb."""
+    if name == "duckdb" and _configured_duckdb() is None:
+        return dlt.destinations.duckdb(str(Path.cwd() / DEFAULT_DUCKDB_FILE))
+    return name
+
+
+def _configured_duckdb() -> Any:
+    key = "destination.duckdb.credentials"
+    return dlt.secrets.get(key) or dlt.config.get(key)
+
+
+def pipeline_for(
+    provider: str,
+    destination: Any = "duckdb",
+    progress: bool = False,
+    pipelines_dir: str | None = None,
+) -> dlt.Pipeline:
+    """The dlt pipeline of one provider (same name, dataset and destination every run)."""
+    extra: dict[str, Any] = {}
+    if progress:
+        extra["progress"] = dlt.progress.log(5.0, logger=sys.stderr, dump_system_stats=False)
+    return dlt.pipeline(
+        pipeline_name=f"{PIPELINE_PREFIX}{provider}",
+        destination=destination_for(destination),
+        dataset_name=provider,
+        pipelines_dir=pipelines_dir,  # type: ignore[arg-type]
+        **extra,
+    )
+
+
+def sync(
+    provider: Provider,
+    destination: Any = "duckdb",
+    full_refresh: bool = False,
+    discard_pending: bool = False,
+    progress: bool = False,
+    source_options: dict[str, Any] | None = None,
+    pipelines_dir: str | None = None,
+) -> SyncReport:
+    """Sync one provider; never raises for a failed sync (the report says what failed).
+
+    Args:
+        provider: the registry entry to sync.
+        destination: a dlt destination name (or instance); `duckdb` is ./scrapesync.duckdb.
+        full_refresh: drop the provider's tables and state first, then load everything.
+        discard_pending: give up load packages an earlier sync could not load.
+        progress: log dlt's progress counters to stderr while it runs.
+        source_options: explicit source arguments (beat config files and env vars).
+        pipelines_dir: dlt working directory (default: dlt's data dir).
+    """
+    report = SyncReport(provider.name)
+    started = time.monotonic()
+    try:
+        pipeline = pipeline_for(provider.name, destination, progress, pipelines_dir)
+        _run(pipeline, provider, report, full_refresh, discard_pending, source_options or {})
+    except SyncError as exc:
+        report.ok, report.error = False, str(exc)
+    except PipelineStepFailed as exc:
+        report.ok, report.error = False, describe_failure(provider.name, exc)
+    except (ProviderAPIError, ValueError) as exc:
+        report.ok, report.error = False, str(exc)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _run(
+    pipeline: dlt.Pipeline,
+    provider: Provider,
+    report: SyncReport,
+    full_refresh: bool,
+    discard_pending: bool,
+    options: dict[str, Any],
+) -> None:
+    if discard_pending:
+        _discard_pending(pipeline)
+    report.recovered_packages = finish_pending(pipeline, provider)
+    before = {} if full_refresh else row_counts(pipeline, provider.tables)
+    source = provider.source(stats=report.stats, **options)
+    info = pipeline.run(
+        source,
+        loader_file_format=file_format(pipeline),
+        refresh="drop_sources" if full_refresh else None,  # type: ignore[arg-type]
+    )
+    if provider.post_load is not None:
+        provider.post_load(pipeline)
+    after = row_counts(pipeline, provider.tables)
+    written = written_counts(pipeline, provider.tables, info.loads_ids)
+    deletes = delete_counts(pipeline)
+    report.tables = [
+        table_report(table, before.get(table, 0), after.get(table, 0), written, deletes)
+        for table in provider.tables
+    ]
+
+
+def file_format(pipeline: dlt.Pipeline) -> Any:
+    """Parquet where the destination takes it: 3x faster and 16x leaner than insert_values."""
+    destination: Destination[Any, Any] = pipeline.destination
+    formats = destination.capabilities().supported_loader_file_formats
+    return "parquet" if "parquet" in formats else None
+
+
+def finish_pending(pipeline: dlt.Pipeline, provider: Provider) -> int:
+    """Load the packages an interrupted run left behind; returns how many there were.
+
+    dlt on its own, given new data while a package is pending, only finishes that package and
+    extracts nothing new (dlt-facts §6); finishing it first lets the same call sync new data.
+    """
+    pending = list(pipeline.list_extracted_load_packages()) + list(
+        pipeline.list_normalized_load_packages()
+    )
+    if not pending:
+        return 0
+    logger.warning(
+        f"{provider.name}: finishing {len(pending)} load package(s) of an interrupted run"
+    )
+    try:
+        pipeline.normalize()
+        pipeline.load()
+    except PipelineStepFailed as exc:
+        raise SyncError(
+            f"{provider.name}: a load package left by an earlier, interrupted sync cannot be "
+            f"loaded: {root_cause(exc)}\n  Nothing new was synced. Fix the cause and run the "
+            f"sync again, or give that package up with `scrapesync sync {provider.name} "
+            "--discard-pending` (its changes are read again from the provider; nothing is lost)."
+        ) from exc
+    if provider.post_load is not None:
+        provider.post_load(pipeline)
+    return len(pending)
+
+
+def _discard_pending(pipeline: dlt.Pipeline) -> None:
+    # abort_packages also rolls the local state back to before those packages (dlt-facts §6),
+    # so the next extract reads their changes again
+    pending = pipeline.list_extracted_load_packages() or pipeline.list_normalized_load_packages()
+    if pending:
+        logger.warning(f"discarding {len(pending)} pending load package(s)")
+        pipeline.abort_packages()
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost cause, or the first `ProviderAPIError` on the way there."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    last = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ProviderAPIError):
+            return current
+        seen.add(id(current))
+        last = current
+        current = current.__cause__ or current.__context__
+    return last
+
+
+def describe_failure(provider: str, exc: PipelineStepFailed) -> str:
+    cause = root_cause(exc)
+    if isinstance(cause, ProviderAPIError):
+        return f"{cause}\n  Nothing of this sync was loaded; earlier data is unchanged."
+    message = f"{provider}: sync failed at step {exc.step}: {type(cause).__name__}: {cause}"
+    if exc.step == "load":
+        message += (
+            f"\n  The package stays pending and is retried by the next sync; to give it up run "
+            f"`scrapesync sync {provider} --discard-pending`."
+        )
+    else:
+        message += "\n  Nothing of this sync was loaded; earlier data is unchanged."
+    return message
+
+
+def _scalar(pipeline: dlt.Pipeline, sql: str) -> int | None:
+    try:
+        with pipeline.sql_client() as client:
+            rows = client.execute_sql(sql)
+    except Exception as exc:  # a missing table or a destination without SQL: nothing to count
+        logger.debug(f"count skipped: {exc}")
+        return None
+    return int(rows[0][0]) if rows else 0
+
+
+def _qualified(pipeline: dlt.Pipeline, table: str) -> str:
+    with pipeline.sql_client() as client:
+        return str(client.make_qualified_table_name(table))
+
+
+def known_tables(pipeline: dlt.Pipeline) -> set[str]:
+    """Tables in the pipeline's schema (none before its first run)."""
+    if not pipeline.default_schema_name:
+        return set()
+    return set(pipeline.default_schema.tables)
+
+
+def row_counts(pipeline: dlt.Pipeline, tables: Iterable[str]) -> dict[str, int]:
+    counts = {}
+    for table in tables:
+        if table in known_tables(pipeline):
+            counts[table] = (
+                _scalar(pipeline, f"SELECT count(*) FROM {_qualified(pipeline, table)}") or 0
+            )
+    return counts
+
+
+def written_counts(
+    pipeline: dlt.Pipeline, tables: Iterable[str], load_ids: list[str]
+) -> dict[str, int]:
+    """Rows each table holds from this sync's loads (new or replaced rows)."""
+    if not load_ids:
+        return {}
+    ids = ", ".join(f"'{load_id}'" for load_id in load_ids)
+    counts = {}
+    for table in tables:
+        if table in known_tables(pipeline):
+            sql = (
+                f"SELECT count(*) FROM {_qualified(pipeline, table)} WHERE _dlt_load_id IN ({ids})"
+            )
+            counts[table] = _scalar(pipeline, sql) or 0
+    return counts
+
+
+def delete_counts(pipeline: dlt.Pipeline) -> dict[str, int]:
+    """Delete changes received per table, from the resources' `deleted:<table>` metrics."""
+    trace = pipeline.last_trace
+    extract = trace.last_extract_info if trace else None
+    totals: dict[str, int] = {}
+    for metrics_list in extract.metrics.values() if extract else []:
+        for metrics in metrics_list:
+            for resource in metrics.get("resource_metrics", {}).values():
+                for key, value in (getattr(resource, "custom_metrics", None) or {}).items():
+                    if key.startswith("deleted:"):
+                        table = key.removeprefix("deleted:")
+                        totals[table] = totals.get(table, 0) + int(value)
+    return totals
+
+
+def table_report(
+    table: str, before: int, after: int, written: dict[str, int], deletes: dict[str, int]
+) -> TableReport:
+    """Split a table's change into inserted / updated / deleted rows.
+
+    Rows not written by this sync kept their old load id, so `before - (after - written)` rows
+    were replaced or removed. Removed rows are the delete changes received (capped by that); a
+    delete of a record that was never loaded is therefore counted as a delete.
+    """
+    written_here = written.get(table, 0)
+    replaced_or_removed = max(0, before - (after - written_here))
+    deleted = min(deletes.get(table, 0), replaced_or_removed)
+    updated = replaced_or_removed - deleted
+    return TableReport(table, max(0, written_here - updated), updated, deleted, after)

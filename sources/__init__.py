@@ -1,0 +1,1 @@
+"""scrapesync's dlt sources: one package per provider, shared HTTP code in `sources.common`."""

@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox_parser = commands.add_parser("sandbox", help="serve the provider sandboxes")
     sandbox_parser.add_argument("--port", type=int, default=8765)
     sandbox_parser.set_defaults(func=cmd_sandbox)
+
+    for provider in registry.PROVIDERS.values():
+        if provider.cli is not None:
+            provider.cli(commands)
     return parser
 
 

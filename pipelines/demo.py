@@ -67,16 +67,17 @@ def _sync_all(sandbox: Sandbox, destination: Any, work: str, title: str) -> bool
 
 
 def _check(sandbox: Sandbox, path: Path) -> bool:
-    truth = sandbox.providers["reworkd"].truth()
-    expected = sum(len(records) for records in truth.values())
+    """Compare every table's row count with what the sandbox says must be there."""
+    ok = True
     with duckdb.connect(str(path), read_only=True) as db:
-        row = db.sql("SELECT count(*) FROM reworkd.outputs").fetchone()
-    loaded = int(row[0]) if row else 0
-    verdict = "equal" if loaded == expected else "DIFFERENT"
-    print(
-        f"check: reworkd.outputs has {loaded} rows, the sandbox {expected} live records: {verdict}"
-    )
-    return loaded == expected
+        for name, api in sandbox.providers.items():
+            for table, expected in api.expected_rows().items():
+                row = db.sql(f"SELECT count(*) FROM {name}.{table}").fetchone()
+                loaded = int(row[0]) if row else 0
+                verdict = "equal" if loaded == expected else "DIFFERENT"
+                print(f"check: {name}.{table} has {loaded} rows, the sandbox {expected}: {verdict}")
+                ok = ok and loaded == expected
+    return ok
 
 
 def _sample(path: Path) -> None:

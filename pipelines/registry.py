@@ -6,6 +6,7 @@ table and nothing else.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ class Provider:
         tables: the merge tables it loads, with their primary keys (reported after a sync).
         required: config keys that must be set for the provider to count as configured.
         post_load: SQL upkeep run after each load (None when there is none).
+        cli: adds the provider's action commands (`scrapesync <name> ...`) to the CLI.
     """
 
     name: str
@@ -33,6 +35,7 @@ class Provider:
     tables: dict[str, tuple[str, ...]]
     required: tuple[str, ...] = ("api_key",)
     post_load: Callable[[dlt.Pipeline], Any] | None = None
+    cli: Callable[[argparse._SubParsersAction], None] | None = None
 
     def is_configured(self) -> bool:
         """True when every required setting resolves (config files or env vars)."""

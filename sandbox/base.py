@@ -96,6 +96,10 @@ class ProviderAPI:
         """What a correct sync must end up with (used by tests)."""
         return {}
 
+    def expected_rows(self) -> dict[str, int]:
+        """Rows each table must hold after a complete sync (the demo checks these)."""
+        return {}
+
     def source_options(self, base_url: str) -> dict[str, Any]:
         """Source arguments that point scrapesync's source at this sandbox."""
         return {"base_url": base_url}

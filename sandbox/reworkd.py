@@ -226,6 +226,13 @@ class ReworkdAPI(ProviderAPI):
             for group_id, group in self.groups.items()
         }
 
+    def expected_rows(self) -> dict[str, int]:
+        live = [record for records in self.truth().values() for record in records.values()]
+        return {
+            "outputs": len(live),
+            "outputs__files": sum(len(record["files"]) for record in live),
+        }
+
     def source_options(self, base_url: str) -> dict[str, Any]:
         return {
             "base_url": base_url,

@@ -31,8 +31,8 @@ def test_demo_runs_end_to_end(isolated: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "first sync (full load)" in result.stdout
     assert "second sync (incremental)" in result.stdout
-    assert "the sandbox 4" in result.stdout
-    assert ": equal" in result.stdout
+    assert "check: reworkd.outputs has 4040 rows, the sandbox 4040: equal" in result.stdout
+    assert "DIFFERENT" not in result.stdout
     assert (isolated / "scrapesync_demo.duckdb").exists()
 
 

@@ -1,0 +1,124 @@
+"""Outscraper: a sync whose task has one large CSV result file; peak RSS of the whole sync.
+
+    .venv/bin/python -m benchmarks.bench_outscraper [--mb 50] [--mb 500]
+
+For each size, in one run: (1) RAW: download the file streaming with dlt's retrying session
+and count its lines (the floor); (2) a full `scrapesync sync outscraper` in a child process
+into a fresh DuckDB file: wall time, rows loaded and the child's peak RSS (the sandbox that
+serves the file runs in this process, so its memory is not counted). Target: peak RSS flat
+and under 400 MB whatever the file size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from dlt.sources.helpers.requests import Client
+
+from sandbox import Sandbox
+from sandbox.outscraper import DEFAULT_KEY
+
+CHILD = """
+import json, sys, time
+from pipelines import registry
+from pipelines.runner import sync
+options = json.loads(sys.argv[1])
+started = time.perf_counter()
+report = sync(registry.get("outscraper"), source_options=options)
+assert report.ok, report.error
+rows = {t.table: t.total for t in report.tables}
+print(json.dumps({"seconds": time.perf_counter() - started, "rows": rows["task_results"]}))
+"""
+
+
+def raw_download(url: str) -> tuple[float, int, int]:
+    """Stream the file as a bare client would; returns (seconds, bytes, lines)."""
+    session = Client(raise_for_status=True).session
+    started, size, lines = time.perf_counter(), 0, 0
+    with session.get(url, stream=True) as response:
+        for chunk in response.iter_content(1 << 20):
+            size += len(chunk)
+            lines += chunk.count(b"\n")
+    return time.perf_counter() - started, size, lines
+
+
+def child_sync(options: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    env = {**os.environ, "DLT_DATA_DIR": str(workdir / "dlt")}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(options)],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode:
+        raise SystemExit(f"sync failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # RUSAGE_CHILDREN is the max over all children so far: only a new maximum is this child's
+    result["peak_rss_mib"] = peak / 1024 if peak > before else None
+    return result
+
+
+def measure(megabytes: float) -> dict[str, Any]:
+    print(f"\n== {megabytes:g} MB CSV result file: building the sandbox ...", flush=True)
+    options = {"tasks": 0, "requests": 0, "large_csv_mb": megabytes}
+    sandbox = Sandbox.start_default({"outscraper": options})
+    try:
+        api = sandbox.providers["outscraper"]
+        (task,) = api.tasks.values()
+        url = f"{sandbox.url('outscraper')}/files/{task.id}/{task.version}"
+        raw_s, size, lines = raw_download(f"{url}?sig={task.queue_task_id[:8]}")
+        source = {"base_url": sandbox.url("outscraper"), "api_key": DEFAULT_KEY}
+        with tempfile.TemporaryDirectory() as tmp:
+            sync = child_sync({**source, "use_webhooks": False}, Path(tmp))
+    finally:
+        sandbox.stop()
+    assert sync["rows"] == task.rows == lines - 1, (sync, task.rows, lines)
+    result = {
+        "file_mb": size / 1e6,
+        "rows": task.rows,
+        "raw_s": raw_s,
+        "sync_s": sync["seconds"],
+        "ratio": sync["seconds"] / raw_s,
+        "rows_per_s": task.rows / sync["seconds"],
+        "peak_rss_mib": sync["peak_rss_mib"],
+    }
+    print(
+        f"file {size / 1e6:.0f} MB, {task.rows:,} rows | RAW download {raw_s:.1f} s | "
+        f"scrapesync sync {sync['seconds']:.1f} s = {result['ratio']:.1f}x RAW, "
+        f"{result['rows_per_s']:,.0f} rows/s, peak RSS {sync['peak_rss_mib'] or 0:.0f} MiB",
+        flush=True,
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mb", type=float, action="append", help="file sizes (default 50, 500)")
+    args = parser.parse_args()
+    results = [measure(size) for size in args.mb or [50, 500]]
+    if len(results) > 1:
+        small, large = results[0], results[-1]
+        if small["peak_rss_mib"] and large["peak_rss_mib"]:
+            growth = large["peak_rss_mib"] / small["peak_rss_mib"]
+            print(
+                f"\npeak RSS {small['file_mb']:.0f} MB -> {large['file_mb']:.0f} MB file: "
+                f"x{growth:.2f} (target: flat, < 400 MiB)"
+            )
+    print("\n" + json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Reworkd full and no-change sync through the sandbox, measured against a raw fetch.
+
+    .venv/bin/python -m benchmarks.bench_reworkd [--rows 200000] [--rows 1000000]
+
+For each size, in one run: (1) RAW: fetch and JSON-decode every page with dlt's retrying
+session (the floor: what any connector must do); (2) a full `scrapesync` sync in a child
+process into a fresh DuckDB file (wall time and the child's peak RSS); (3) a second sync with no
+change (requests made). Prints the ratio sync / RAW, rows/s and peak RSS. The sandbox runs in
+this process, so its memory is not counted in the sync's RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from dlt.sources.helpers.requests import Client
+
+from sandbox import Sandbox
+from sandbox.reworkd import DEFAULT_KEY
+
+GROUP = "bench-group"
+# The child samples its own RSS: getrusage() would also count the pages the fork shared with
+# this process (which holds the whole sandbox) before exec.
+CHILD = """
+import json, sys, threading, time
+import psutil
+from pipelines import registry
+from pipelines.runner import sync
+peak = [0]
+def sample():
+    process = psutil.Process()
+    while True:
+        peak[0] = max(peak[0], process.memory_info().rss)
+        time.sleep(0.05)
+threading.Thread(target=sample, daemon=True).start()
+options = json.loads(sys.argv[1])
+started = time.perf_counter()
+report = sync(registry.get("reworkd"), source_options=options)
+assert report.ok, report.error
+seconds = time.perf_counter() - started
+time.sleep(0.1)
+print(json.dumps({"seconds": seconds, "requests": report.stats.requests,
+                  "rows": report.tables[0].total, "peak_rss_mib": peak[0] / 2**20}))
+"""
+
+
+def raw_fetch(base_url: str) -> tuple[float, int]:
+    """Fetch + decode every page as a bare client would; returns (seconds, items)."""
+    session = Client(raise_for_status=True).session
+    headers = {"Authorization": f"Bearer {DEFAULT_KEY}"}
+    url = f"{base_url}/v1/outputs/{GROUP}"
+    started, items, cursor = time.perf_counter(), 0, None
+    while True:
+        params: dict[str, Any] = {"limit": 1000}
+        if cursor is not None:
+            params["cursor"] = cursor
+        page = orjson.loads(session.get(url, params=params, headers=headers).content)
+        items += len(page["items"])
+        cursor = page["metadata"]["next_cursor"]
+        if not page["items"] or cursor is None:
+            return time.perf_counter() - started, items
+
+
+def child_sync(options: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """One sync in a child process: its wall time, requests, rows and peak RSS (MiB)."""
+    env = {**os.environ, "DLT_DATA_DIR": str(workdir / "dlt")}
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(options)],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure(rows: int) -> dict[str, Any]:
+    print(f"\n== {rows:,} outputs: building the sandbox ...", flush=True)
+    sandbox = Sandbox.start_default({"reworkd": {"groups": [GROUP], "records_per_group": rows}})
+    try:
+        base_url = sandbox.url("reworkd")
+        raw_seconds, raw_items = raw_fetch(base_url)
+        options = {"base_url": base_url, "api_key": DEFAULT_KEY, "group_ids": [GROUP]}
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(tmp)
+            full = child_sync(options, workdir)
+            sandbox.requests.clear()
+            again = child_sync(options, workdir)
+            no_change_requests = len(sandbox.requests.entries("reworkd"))
+    finally:
+        sandbox.stop()
+    assert full["rows"] == raw_items == rows, (full, raw_items)
+    result = {
+        "rows": rows,
+        "raw_s": raw_seconds,
+        "sync_s": full["seconds"],
+        "ratio": full["seconds"] / raw_seconds,
+        "rows_per_s": rows / full["seconds"],
+        "peak_rss_mib": full["peak_rss_mib"],
+        "no_change_requests": no_change_requests,
+        "no_change_s": again["seconds"],
+    }
+    print(
+        f"RAW fetch+decode {raw_seconds:.1f} s | scrapesync full sync {full['seconds']:.1f} s "
+        f"= {result['ratio']:.2f}x RAW, {result['rows_per_s']:,.0f} rows/s, "
+        f"peak RSS {full['peak_rss_mib'] or 0:.0f} MiB | no-change sync: "
+        f"{no_change_requests} request(s), {again['seconds']:.1f} s",
+        flush=True,
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, action="append", help="sizes (default 200000)")
+    args = parser.parse_args()
+    results = [measure(rows) for rows in args.rows or [200_000]]
+    if len(results) > 1:
+        small, large = results[0], results[-1]
+        if small["peak_rss_mib"] and large["peak_rss_mib"]:
+            growth = large["peak_rss_mib"] / small["peak_rss_mib"]
+            print(f"\npeak RSS {small['rows']:,} -> {large['rows']:,} rows: x{growth:.2f}")
+    print("\n" + json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

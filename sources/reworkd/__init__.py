@@ -42,7 +42,7 @@ from sources.reworkd.settings import (
     MAX_PAGE_SIZE,
     OUTPUTS_PATH,
 )
-from sources.reworkd.transform import files_table, outputs_table
+from sources.reworkd.transform import MissingFieldsError, page_tables
 
 
 def _fastapi_error(body: Any) -> str | None:
@@ -210,13 +210,12 @@ def outputs(
     for page in log_pages("reworkd", f"group {group_id}", pages):
         if not page:
             continue
-        _check_page(page, group_id)
-        table = outputs_table(page, group_id, load_id)
-        deletes = pc.sum(table["_deleted"]).as_py() or 0
+        outputs_page, files_page = _tables(page, group_id, load_id)
+        deletes = pc.sum(outputs_page["_deleted"]).as_py() or 0
         metrics["deleted:outputs"] = metrics.get("deleted:outputs", 0) + deletes
-        yield table
+        yield outputs_page
         yield dlt.mark.with_hints(
-            files_table(table, page, load_id),
+            files_page,
             dlt.mark.make_hints(
                 table_name="outputs__files",
                 write_disposition=DELETE_INSERT,
@@ -228,22 +227,19 @@ def outputs(
         )
 
 
-def _check_page(page: Any, group_id: str) -> None:
-    """Refuse a page that lacks the documented fields instead of loading half a record."""
-    required = ("id", "key_hash", "change_type", "create_date")
-    for item in page:
-        missing = [
-            name for name in required if not isinstance(item, dict) or item.get(name) is None
-        ]
-        if missing:
-            raise ProviderAPIError(
-                "reworkd",
-                "GET",
-                OUTPUTS_PATH.format(group_id=group_id),
-                200,
-                f"malformed response: an output lacks {', '.join(missing)}",
-                "nothing of this sync was loaded; retry later or report it to Reworkd",
-            )
+def _tables(page: list[Any], group_id: str, load_id: str) -> tuple[pa.Table, pa.Table]:
+    """Refuse a page that lacks documented fields instead of loading half a record."""
+    try:
+        return page_tables(page, group_id, load_id)
+    except MissingFieldsError as exc:
+        raise ProviderAPIError(
+            "reworkd",
+            "GET",
+            OUTPUTS_PATH.format(group_id=group_id),
+            200,
+            f"malformed response: {exc}",
+            "nothing of this sync was loaded; retry later or report it to Reworkd",
+        ) from None
 
 
 FILES_CLEANUP_SQL = """

@@ -33,6 +33,7 @@ from sources.common import (
     iso_z,
     log_pages,
     parse_datetime,
+    prefetch,
 )
 from sources.reworkd.settings import (
     BASE_URL,
@@ -205,7 +206,7 @@ def outputs(
         query["created_after"] = iso_z(update_date.start_value)
     logger.info(f"reworkd group {group_id}: reading changes since {query.get('created_after')}")
     load_id = dlt.current.load_package_state()["load_id"]
-    pages = client.paginate(OUTPUTS_PATH.format(group_id=group_id), params=query)
+    pages = prefetch(client.paginate(OUTPUTS_PATH.format(group_id=group_id), params=query))
     metrics = dlt.current.resource_metrics()
     for page in log_pages("reworkd", f"group {group_id}", pages):
         if not page:

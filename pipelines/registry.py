@@ -14,7 +14,8 @@ from typing import Any
 import dlt
 from dlt.sources import DltSource
 
-from sources import reworkd
+from pipelines import opencx_cli, scrapewise_cli
+from sources import opencx, reworkd, scrapewise
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,26 @@ PROVIDERS: dict[str, Provider] = {
             },
             required=("api_key", "group_ids"),
             post_load=reworkd.post_load,
+        ),
+        Provider(
+            name="opencx",
+            source=opencx.opencx_source,
+            tables={"datasources": ("id",), "crawl_jobs": ("id",)},
+            post_load=opencx.post_load,
+            cli=opencx_cli.add_commands,
+        ),
+        Provider(
+            name="scrapewise",
+            source=scrapewise.scrapewise_source,
+            tables={
+                "jobs": ("id",),
+                "job_errors": ("job_id", "url"),
+                "rows": ("job_id", "row_index"),
+                "scrapers": ("id",),
+                "enriched_rows": ("group_id", "row_index"),
+            },
+            post_load=scrapewise.post_load,
+            cli=scrapewise_cli.add_commands,
         ),
     )
 }

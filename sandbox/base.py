@@ -64,6 +64,8 @@ class ProviderAPI:
     """
 
     name: str = ""
+    # seconds the server waits before answering each request (simulated network latency)
+    latency: float = 0.0
 
     def __init__(self) -> None:
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []

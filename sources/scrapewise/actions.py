@@ -1,0 +1,206 @@
+"""Scrapewise actions (merge, two-call delete, run, stop) and the after-load upkeep.
+
+The actions are the Python API behind `scrapesync scrapewise ...`; they use the same client
+(retries, error type) as the sync. Writes carry an `Idempotency-Key` made once per call, so
+dlt's retries of that call resend the same key and Scrapewise replays instead of repeating.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dlt
+from dlt.common import logger
+
+from sources.common import ProviderAPIError, ProviderRESTClient
+from sources.scrapewise.api import check_object_ids
+from sources.scrapewise.settings import (
+    DELETE_DATA_PATH,
+    MERGE_PATH,
+    PREVIEW_DELETE_PATH,
+    PREVIEW_SAFETY_SECONDS,
+    PREVIEW_TTL_SECONDS,
+    RUN_PATH,
+    STOP_PATH,
+)
+
+MERGE_ADVICE = {
+    402: "your Scrapewise plan lacks the DATA_ENRICHMENT feature, which merging needs; "
+    "upgrade the plan, then merge again",
+    422: "nothing was merged: each run must be the latest COMPLETED run of its scraper, and "
+    "the runs' rows must share `title` values (a stable id such as an EAN); check the "
+    "runs in the `jobs` table",
+}
+
+
+def merge_runs(
+    client: ProviderRESTClient,
+    group_id: str,
+    job_ids: Sequence[str],
+    idempotency_key: str | None = None,
+) -> int:
+    """Merge runs into the group's enriched dataset (`PUT .../merge`); returns `mergedItems`."""
+    group = check_object_ids([group_id], "group id", "GROUP_ID")[0]
+    jobs = check_object_ids(job_ids, "run id", "JOB_ID")
+    if not jobs:
+        raise ValueError("scrapewise: merge needs at least one run id (JOB_ID)")
+    path = MERGE_PATH.format(group_id=group)
+    key = idempotency_key or str(uuid.uuid4())
+    try:
+        response = client.request(
+            path,
+            method="PUT",
+            params={"scraperJobStatusIds": jobs},
+            headers={"Idempotency-Key": key},
+        )
+    except ProviderAPIError as exc:
+        advice = MERGE_ADVICE.get(exc.status or 0)
+        if advice is None:
+            raise
+        raise ProviderAPIError(
+            exc.provider, exc.method, exc.path, exc.status, exc.detail, advice
+        ) from exc
+    return int(response.json().get("mergedItems", 0))
+
+
+@dataclass(frozen=True)
+class DeletePreview:
+    """What the preview call said, and when its 5-minute token was minted (monotonic s)."""
+
+    job_id: str
+    token: str
+    entity_type: str
+    cascade_counts: dict[str, Any]
+    warnings: list[str]
+    minted_at: float = field(default_factory=time.monotonic)
+
+    def seconds_left(self, now: Callable[[], float] = time.monotonic) -> float:
+        return self.minted_at + PREVIEW_TTL_SECONDS - now()
+
+    def describe(self) -> str:
+        counts = ", ".join(f"{k}: {v}" for k, v in self.cascade_counts.items()) or "none given"
+        lines = [f"Delete the scraped rows of run {self.job_id} ({self.entity_type})."]
+        lines.append(f"  cascade counts: {counts}")
+        lines.extend(f"  warning: {warning}" for warning in self.warnings)
+        return "\n".join(lines)
+
+
+def preview_delete(client: ProviderRESTClient, job_id: str) -> DeletePreview:
+    """Step 1 of ADR-012: `POST .../preview-delete` mints a 5-minute token and a summary."""
+    job = check_object_ids([job_id], "run id", "JOB_ID")[0]
+    body = client.post(PREVIEW_DELETE_PATH, params={"scraperJobStatusId": job}).json()
+    summary = body.get("previewSummary") or {}
+    if not body.get("token"):
+        raise ProviderAPIError(
+            "scrapewise",
+            "POST",
+            PREVIEW_DELETE_PATH,
+            200,
+            "malformed response: the preview has no token",
+            "nothing was deleted; retry later",
+        )
+    return DeletePreview(
+        job_id=job,
+        token=str(body["token"]),
+        entity_type=str(summary.get("entityType", "scraper_run_data")),
+        cascade_counts=dict(summary.get("cascadeCounts") or {}),
+        warnings=[str(w) for w in summary.get("warnings") or []],
+    )
+
+
+def commit_delete(
+    client: ProviderRESTClient,
+    preview: DeletePreview,
+    idempotency_key: str | None = None,
+    now: Callable[[], float] = time.monotonic,
+) -> None:
+    """Step 2: `DELETE /api/scraper/data` within the token's life, with an Idempotency-Key.
+
+    Refuses (sending nothing) without a preview or once the token is (nearly) expired. The
+    token is sent along so Scrapewise can check it [I: the docs name `?token=` for the
+    scraper and group deletes; for this route they only say a commit without a preview
+    deletes unconfirmed, which scrapesync never does].
+    """
+    if not isinstance(preview, DeletePreview):
+        raise TypeError("scrapewise: delete needs the DeletePreview returned by preview_delete")
+    if preview.seconds_left(now) < PREVIEW_SAFETY_SECONDS:
+        raise ValueError(
+            f"scrapewise: the delete preview of run {preview.job_id} expired (tokens live "
+            f"{PREVIEW_TTL_SECONDS // 60} minutes); nothing was deleted: preview again"
+        )
+    client.request(
+        DELETE_DATA_PATH,
+        method="DELETE",
+        params={"scraperJobStatusId": preview.job_id, "token": preview.token},
+        headers={"Idempotency-Key": idempotency_key or str(uuid.uuid4())},
+    )
+
+
+def run_scraper(client: ProviderRESTClient, scraper_id: str) -> bool:
+    """Queue a run (`GET /api/scraper/{id}/run`, the SDK's verb); returns `firstJob`."""
+    scraper = check_object_ids([scraper_id], "scraper id", "SCRAPER_ID")[0]
+    body = client.get(RUN_PATH.format(scraper_id=scraper)).json()
+    return bool(body.get("firstJob")) if isinstance(body, dict) else False
+
+
+def stop_scraper(client: ProviderRESTClient, scraper_id: str) -> None:
+    """Stop the scraper's active run: RUNNING or PENDING ends STOPPED, synchronously."""
+    scraper = check_object_ids([scraper_id], "scraper id", "SCRAPER_ID")[0]
+    client.post(STOP_PATH.format(scraper_id=scraper))  # 200, empty body
+
+
+def remove_run_rows(pipeline: dlt.Pipeline, job_id: str) -> int:
+    """Delete a run's rows from the destination (after the provider deleted them)."""
+    job = check_object_ids([job_id], "run id", "JOB_ID")[0]
+    if "rows" not in _tables(pipeline):
+        return 0
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name("rows")
+        count = client.execute_sql(f"SELECT count(*) FROM {table} WHERE job_id = %s", job)
+        client.execute_sql(f"DELETE FROM {table} WHERE job_id = %s", job)
+    return int(count[0][0]) if count else 0
+
+
+def _tables(pipeline: dlt.Pipeline) -> set[str]:
+    return set(pipeline.default_schema.tables) if pipeline.default_schema_name else set()
+
+
+MARK_VANISHED_SQL = """
+UPDATE {jobs} SET is_deleted = true
+WHERE _dlt_load_id < %s AND NOT coalesce(is_deleted, false) {scope}
+  AND EXISTS (SELECT 1 FROM {loads} WHERE load_id = %s AND status = 0)
+"""
+SCOPE_COLUMNS = {"groupId": "group_id", "scraperId": "scraper_id"}
+
+
+def post_load(pipeline: dlt.Pipeline) -> int:
+    """Mark `jobs` rows that a full re-read of their scope no longer found (soft-deleted).
+
+    `jobs` re-reads a scope in full when its `totalElements` shows runs vanished below the
+    watermark; every run still listed was rewritten by that load, so older rows of the scope
+    are the vanished ones. Idempotent: it only touches rows loaded before that load.
+    """
+    state = pipeline.state.get("sources", {}).get("scrapewise", {})
+    reconciled = state.get("resources", {}).get("jobs", {}).get("reconciled", {})
+    if not reconciled or "jobs" not in _tables(pipeline):
+        return 0
+    with pipeline.sql_client() as client:
+        jobs = client.make_qualified_table_name("jobs")
+        loads = client.make_qualified_table_name("_dlt_loads")
+        for entry in reconciled.values():
+            args: list[Any] = [entry["load_id"]]
+            scope = ""
+            for name, value in entry["filters"].items():
+                scope += f" AND {SCOPE_COLUMNS[name]} = %s"
+                args.append(value)
+            if entry.get("since"):
+                scope += " AND started >= %s"
+                args.append(entry["since"])
+            sql = MARK_VANISHED_SQL.format(jobs=jobs, loads=loads, scope=scope)
+            client.execute_sql(sql, *args, entry["load_id"])
+    logger.info(f"scrapewise: checked {len(reconciled)} re-read scope(s) for vanished runs")
+    return 0

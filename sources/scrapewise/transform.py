@@ -1,0 +1,137 @@
+"""Pure row shaping: API objects of Scrapewise -> rows of the `scrapewise` dataset."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+import pendulum
+
+from sources.common import parse_datetime
+from sources.scrapewise.settings import SCRAPED_AT_FIELDS
+
+TIMESTAMP_FIELDS = ("started", "finished")
+
+
+def timestamp(value: Any) -> pendulum.DateTime | None:
+    """ISO 8601 (with `Z`) -> UTC; anything unparsable stays None rather than failing a sync."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_datetime(value)
+    except (ValueError, TypeError, pendulum.parsing.exceptions.ParserError):
+        return None
+
+
+def job_row(run: dict[str, Any], vanished: bool = False) -> dict[str, Any]:
+    """One run as a `jobs` row: the API's fields, typed timestamps, and `is_deleted`.
+
+    `deleted` is how `withDeleted=true` is assumed to flag a soft-deleted run [I]; a run that
+    vanished from the history between two syncs is marked the same way.
+    """
+    row = {key: value for key, value in run.items() if key != "deleted"}
+    for name in TIMESTAMP_FIELDS:
+        row[name] = timestamp(run.get(name))
+    row["is_deleted"] = bool(run.get("deleted")) or vanished
+    return row
+
+
+def error_rows(run: dict[str, Any], links: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Failed links of one run, one row per URL (the last report of a URL wins)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for link in links:
+        url = link.get("url")
+        if not url:
+            continue
+        rows[url] = {
+            "job_id": run["id"],
+            "group_id": run.get("groupId"),
+            "scraper_id": run.get("scraperId"),
+            "url": url,
+            "status": link.get("status"),
+            "error": link.get("error"),
+            "job_finished": run.get("finished"),
+        }
+    return list(rows.values())
+
+
+def scraped_at(row: dict[str, Any]) -> pendulum.DateTime | None:
+    """`_scrapedAt` (docs) or `_sw_run_date` + `_sw_run_time` (SDK), whichever is there."""
+    moment = timestamp(row.get(SCRAPED_AT_FIELDS[0]))
+    if moment is None and row.get(SCRAPED_AT_FIELDS[1]):
+        moment = timestamp(f"{row[SCRAPED_AT_FIELDS[1]]}T{row.get('_sw_run_time') or '00:00:00'}")
+    return moment
+
+
+def data_rows(run: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A run's scraped rows with the run id, group id, scraper id, scrape time and position.
+
+    The scraper's own fields keep their names (dlt types them: numbers, booleans, text).
+    """
+    shaped = []
+    for index, row in enumerate(rows):
+        out = dict(row)
+        out.update(
+            job_id=run["id"],
+            group_id=run.get("groupId"),
+            scraper_id=run.get("scraperId"),
+            scraped_at=scraped_at(row),
+            row_index=index,
+        )
+        shaped.append(out)
+    return shaped
+
+
+def content_hash(rows: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(orjson.dumps(rows, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def enriched_rows(
+    group: dict[str, Any], sibling: dict[str, Any], rows: list[dict[str, Any]], version: str
+) -> list[dict[str, Any]]:
+    """The enriched dataset of a group; an empty dataset becomes one hard-delete marker row."""
+    base = {"group_id": group["id"], "enriched_group_id": sibling.get("id"), "_version": version}
+    if not rows:
+        return [{**base, "row_index": -1, "_deleted": True}]
+    return [
+        {**row, **base, "row_index": index, "_deleted": False} for index, row in enumerate(rows)
+    ]
+
+
+def removed_enrichment(group_id: str) -> dict[str, Any]:
+    return {"group_id": group_id, "row_index": -1, "_deleted": True}
+
+
+def scraper_row(
+    summary: dict[str, Any], full: dict[str, Any], deleted: bool = False
+) -> dict[str, Any]:
+    """Scraper summary plus a flat config summary (the full config stays at Scrapewise)."""
+    config = full.get("config") or {}
+    source = config.get("sourceConfig") or {}
+    pagination = source.get("pagination") or {}
+    items = config.get("itemsConfig") or []
+    return {
+        "id": summary["id"],
+        "name": full.get("name", summary.get("name")),
+        "type": full.get("type", summary.get("type")),
+        "group_id": full.get("groupId", summary.get("groupId")),
+        "schema_id": full.get("schemaId"),
+        "last_run": timestamp(full.get("lastRun", summary.get("lastRun"))),
+        "last_run_state": full.get("lastRunState", summary.get("lastRunState")),
+        "manual": full.get("manual"),
+        "should_use_java_script": full.get("shouldUseJavaScript"),
+        "created_at": timestamp(full.get("createdAt")),
+        "updated_at": timestamp(full.get("updatedAt")),
+        "config_type": config.get("type"),
+        "config_timeout": config.get("timeout"),
+        "config_start_type": config.get("startType"),
+        "config_error": config.get("error"),
+        "source_url": source.get("url"),
+        "pagination_type": pagination.get("type"),
+        "pagination_max": pagination.get("max"),
+        "item_fields": ",".join(str(item.get("name")) for item in items if isinstance(item, dict)),
+        "post_process_rules": len(config.get("postProcessRules") or []),
+        "is_deleted": deleted,
+    }

@@ -14,8 +14,8 @@ from typing import Any
 import dlt
 from dlt.sources import DltSource
 
-from pipelines import opencx_cli, scrapewise_cli
-from sources import opencx, reworkd, scrapewise
+from pipelines import opencx_cli, outscraper_cli, oxylabs_cli, scrapewise_cli
+from sources import opencx, outscraper, oxylabs, reworkd, scrapewise
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,23 @@ PROVIDERS: dict[str, Provider] = {
             tables={
                 "outputs": ("group_id", "key_hash"),
                 "outputs__files": ("group_id", "key_hash", "file_index"),
+                "outputs_history": ("group_id", "key_hash", "_version"),
             },
             required=("api_key", "group_ids"),
             post_load=reworkd.post_load,
+        ),
+        Provider(
+            name="outscraper",
+            source=outscraper.outscraper_source,
+            tables={
+                "tasks": ("id",),
+                "removed_tasks": ("task_id",),
+                "task_results": ("task_id", "file_index", "row_number"),
+                "requests": ("id",),
+                "request_results": ("request_id", "query_index", "row_index"),
+            },
+            post_load=outscraper.post_load,
+            cli=outscraper_cli.add_commands,
         ),
         Provider(
             name="opencx",
@@ -80,6 +94,20 @@ PROVIDERS: dict[str, Provider] = {
             },
             post_load=scrapewise.post_load,
             cli=scrapewise_cli.add_commands,
+        ),
+        Provider(
+            name="oxylabs",
+            source=oxylabs.oxylabs_source,
+            tables={
+                "jobs": ("id",),
+                "submissions": ("batch_id",),
+                "results": ("job_id", "page"),
+                "schedules": ("schedule_id",),
+                "schedule_runs": ("schedule_id", "run_id", "job_id"),
+            },
+            required=("username", "password"),
+            post_load=oxylabs.post_load,
+            cli=oxylabs_cli.register,
         ),
     )
 }

@@ -6,6 +6,8 @@ from typing import Any
 
 from sandbox.base import ProviderAPI
 from sandbox.opencx import OpenCXAPI
+from sandbox.outscraper import OutscraperAPI
+from sandbox.oxylabs import OxylabsAPI
 from sandbox.reworkd import ReworkdAPI
 from sandbox.scrapewise import ScrapewiseAPI
 
@@ -14,6 +16,8 @@ def default_providers(options: dict[str, dict[str, Any]]) -> list[ProviderAPI]:
     """Every provider sandbox; `options` are keyed by provider (`{"reworkd": {...}}`)."""
     return [
         ReworkdAPI(**options.get("reworkd", {})),
+        OutscraperAPI(**options.get("outscraper", {})),
         ScrapewiseAPI(**options.get("scrapewise", {})),
+        OxylabsAPI(**options.get("oxylabs", {})),
         OpenCXAPI(**options.get("opencx", {})),
     ]

@@ -340,3 +340,41 @@ def test_sandbox_rejects_what_the_real_api_rejects(rw: Any) -> None:
     page = requests.get(url, headers=auth, params={"limit": 2, "region": "US-CA"}).json()
     assert all(item["tags"]["region"] == "US-CA" for item in page["items"])
     assert "/v1/items?cursor=" in page["metadata"]["next_url"]
+
+
+def test_given_history_mode_then_every_version_is_kept_with_validity(harness: Any) -> None:
+    rw = harness("reworkd", groups=["g-alpha"], records_per_group=30)
+    rw.sync(history=True)
+    changed, removed = rw.api.live_keys("g-alpha")[:2]
+    start = rw.api.clock
+    rw.api.update("g-alpha", changed, at=start + timedelta(minutes=10))
+    rw.api.update("g-alpha", changed, at=start + timedelta(minutes=20))
+    rw.api.delete("g-alpha", removed, at=start + timedelta(minutes=30))
+
+    rw.sync(history=True)
+
+    versions = rw.query(
+        "SELECT valid_from, valid_to, change_type FROM reworkd.outputs_history "
+        f"WHERE key_hash = '{changed}' ORDER BY _version"
+    )
+    assert [row[2] for row in versions] == ["CREATE", "UPDATE", "UPDATE"]
+    assert versions[0][1] == versions[1][0]
+    assert versions[1][1] == versions[2][0]
+    assert versions[2][1] is None
+    gone = rw.query(
+        "SELECT change_type, valid_from, valid_to FROM reworkd.outputs_history "
+        f"WHERE key_hash = '{removed}' ORDER BY _version"
+    )
+    assert [row[0] for row in gone] == ["CREATE", "DELETE"]
+    assert gone[0][2] == gone[1][1]
+    assert gone[1][2] == gone[1][1], "a delete closes the record: no current version"
+    # the current versions are exactly the live records, as in `outputs`
+    current = rw.query(
+        "SELECT key_hash, value_hash FROM reworkd.outputs_history WHERE valid_to IS NULL"
+    )
+    assert sorted(current) == sorted(rw.query("SELECT key_hash, value_hash FROM reworkd.outputs"))
+    assert_equals_truth(rw)
+    # a re-read of the lookback window adds no version
+    before = rw.scalar("SELECT count(*) FROM reworkd.outputs_history")
+    rw.sync(history=True)
+    assert rw.scalar("SELECT count(*) FROM reworkd.outputs_history") == before

@@ -43,7 +43,7 @@ from sources.reworkd.settings import (
     MAX_PAGE_SIZE,
     OUTPUTS_PATH,
 )
-from sources.reworkd.transform import MissingFieldsError, page_tables
+from sources.reworkd.transform import MissingFieldsError, history_table, page_tables
 
 
 def _fastapi_error(body: Any) -> str | None:
@@ -76,6 +76,7 @@ OUTPUTS_COLUMNS: dict[str, Any] = {
 }
 FILES_COLUMNS: dict[str, Any] = {"_deleted": {"data_type": "bool", "hard_delete": True}}
 DELETE_INSERT: Any = {"disposition": "merge", "strategy": "delete-insert"}
+OUTPUTS_KEY = ("group_id", "key_hash")
 
 
 @dlt.source(name="reworkd")
@@ -90,6 +91,7 @@ def reworkd_source(
     url: str | None = None,
     country: str | None = None,
     region: str | None = None,
+    history: bool = False,
     stats: RequestStats | None = None,
 ) -> list[DltResource]:
     """The Reworkd outputs of `group_ids`, one resource (and one watermark) per group.
@@ -105,6 +107,8 @@ def reworkd_source(
         url: only outputs of this exact source URL (API filter).
         country: only outputs of this country name, e.g. "United States" (API filter).
         region: only outputs of this ISO 3166-2 region, e.g. "US-CA" (API filter).
+        history: also keep every version of every record in `outputs_history` (SCD2 validity
+            columns `valid_from`/`valid_to`; a delete closes the last version).
         stats: request counters to fill (the CLI passes one to report requests per sync).
     """
     groups = _validated_groups(group_ids)
@@ -127,7 +131,8 @@ def reworkd_source(
     )
     initial = parse_datetime(start_date) if start_date else None
     return [
-        _group_resource(client, group, params, page_size, initial, lookback) for group in groups
+        _group_resource(client, group, params, page_size, initial, lookback, history)
+        for group in groups
     ]
 
 
@@ -152,6 +157,7 @@ def _group_resource(
     page_size: int,
     initial: pendulum.DateTime | None,
     lookback: int,
+    history: bool,
 ) -> DltResource:
     """`outputs` of one group: its own resource, so each group keeps its own watermark."""
     cursor = dlt.sources.incremental[pendulum.DateTime](
@@ -169,11 +175,10 @@ def _group_resource(
         outputs,
         name=f"outputs_{group_id}",
         table_name="outputs",
-        primary_key=("group_id", "key_hash"),
+        primary_key=OUTPUTS_KEY,
         write_disposition=DELETE_INSERT,
-        columns=OUTPUTS_COLUMNS,
     )
-    return resource(client, group_id, params, page_size, cursor)
+    return resource(client, group_id, params, page_size, history, cursor)
 
 
 def outputs(
@@ -181,6 +186,7 @@ def outputs(
     group_id: str,
     params: dict[str, str],
     page_size: int,
+    history: bool,
     # a default instance is what makes dlt bind the incremental (annotations are strings here)
     update_date: dlt.sources.incremental[pendulum.DateTime] = dlt.sources.incremental(
         "update_date"
@@ -200,6 +206,10 @@ def outputs(
       older than the watermark are re-read on the next sync; merge keeps them idempotent.
     * `outputs__files`: one row per file, merged on (group_id, key_hash); files of replaced or
       deleted records are removed (`post_load` removes files of superseded versions).
+    * `outputs_history` (option `history`): primary key (group_id, key_hash, _version), merge;
+      every change is a version row, so re-reads are idempotent; `valid_from` is the change's
+      update_date and `post_load` sets `valid_to` to the next version's (NULL = current); a
+      `DELETE` version closes at once, so a deleted record has no current version.
     """
     query = {**params, "limit": page_size}
     if update_date.start_value is not None:
@@ -214,7 +224,18 @@ def outputs(
         outputs_page, files_page = _tables(page, group_id, load_id)
         deletes = pc.sum(outputs_page["_deleted"]).as_py() or 0
         metrics["deleted:outputs"] = metrics.get("deleted:outputs", 0) + deletes
-        yield outputs_page
+        # column hints go with the table variant, not the resource, so that the other tables
+        # this resource writes do not inherit `outputs`' hard-delete and dedup columns
+        yield dlt.mark.with_hints(
+            outputs_page,
+            dlt.mark.make_hints(
+                table_name="outputs",
+                write_disposition=DELETE_INSERT,
+                primary_key=OUTPUTS_KEY,
+                columns=OUTPUTS_COLUMNS,
+            ),
+            create_table_variant=True,
+        )
         yield dlt.mark.with_hints(
             files_page,
             dlt.mark.make_hints(
@@ -226,6 +247,16 @@ def outputs(
             ),
             create_table_variant=True,
         )
+        if history:
+            yield dlt.mark.with_hints(
+                history_table(outputs_page),
+                dlt.mark.make_hints(
+                    table_name="outputs_history",
+                    write_disposition=DELETE_INSERT,
+                    primary_key=("group_id", "key_hash", "_version"),
+                ),
+                create_table_variant=True,
+            )
 
 
 def _tables(page: list[Any], group_id: str, load_id: str) -> tuple[pa.Table, pa.Table]:
@@ -253,20 +284,42 @@ DELETE FROM {files} WHERE NOT EXISTS (
 """
 
 
-def post_load(pipeline: dlt.Pipeline) -> int:
-    """Remove files of record versions that a later change in the same sync superseded.
-
-    Merge replaces all files of every record the sync touched, but when one sync reads two
-    versions of a record, the older version's files arrive too: they are dropped here. The
-    statement is idempotent and covers the whole table, so a crash before it only delays it.
+# valid_to of a version = valid_from of the next version of the record (NULL: current);
+# a DELETE version is closed at once. Portable SQL (correlated subquery), idempotent.
+HISTORY_VALIDITY_SQL = (
     """
-    schema = pipeline.default_schema
-    if "outputs__files" not in schema.tables or "outputs" not in schema.tables:
-        return 0
+UPDATE {history} SET valid_to = (
+    SELECT min(n.valid_from) FROM {history} AS n
+    WHERE n.group_id = {history}.group_id
+      AND n.key_hash = {history}.key_hash
+      AND n._version > {history}._version
+) WHERE valid_to IS NULL
+""",
+    "UPDATE {history} SET valid_to = valid_from WHERE valid_to IS NULL AND change_type = 'DELETE'",
+)
+
+
+def post_load(pipeline: dlt.Pipeline) -> int:
+    """SQL upkeep after each load; both steps are idempotent and cover the whole table.
+
+    * Files of record versions superseded within the same sync are removed: merge replaces all
+      files of every record the sync touched, but when one sync reads two versions of a
+      record, the older version's files arrive too.
+    * `outputs_history.valid_to` is set from the next version of each record.
+
+    A crash before this step only delays it to the next sync.
+    """
+    tables = pipeline.default_schema.tables
     with pipeline.sql_client() as client:
-        sql = FILES_CLEANUP_SQL.format(
-            files=client.make_qualified_table_name("outputs__files"),
-            outputs=client.make_qualified_table_name("outputs"),
-        )
-        client.execute_sql(sql)
+        if "outputs__files" in tables and "outputs" in tables:
+            client.execute_sql(
+                FILES_CLEANUP_SQL.format(
+                    files=client.make_qualified_table_name("outputs__files"),
+                    outputs=client.make_qualified_table_name("outputs"),
+                )
+            )
+        if "outputs_history" in tables:
+            history = client.make_qualified_table_name("outputs_history")
+            for statement in HISTORY_VALIDITY_SQL:
+                client.execute_sql(statement.format(history=history))
     return 0

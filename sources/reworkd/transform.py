@@ -151,6 +151,13 @@ def _text_column(array: pa.Array) -> pa.Array:
     return pc.cast(array, pa.string())
 
 
+def history_table(outputs: pa.Table) -> pa.Table:
+    """Every change as a version row: `valid_from` = its update_date, `valid_to` set later."""
+    table = outputs.drop_columns(["_deleted"])
+    table = table.append_column("valid_from", table["update_date"])
+    return table.append_column(pa.field("valid_to", UTC_TS), pa.nulls(table.num_rows, UTC_TS))
+
+
 # -- fast path: Arrow infers the page's struct type ----------------------------------------------
 def _struct_columns(page: pa.StructArray) -> dict[str, pa.Array]:
     present = {field.name for field in page.type}

@@ -1,0 +1,98 @@
+"""`scrapesync outscraper restart|terminate TASK_ID` and Outscraper's webhook intake handler.
+
+restart   -> `PUT /tasks/{taskId}`    ("Allows you to recreate tasks.")
+terminate -> `DELETE /tasks/{taskId}` ("Allows you to terminate created tasks.")
+
+The key and base URL come from the source's config (`sources.outscraper.api_key`,
+`sources.outscraper.base_url`, or their env vars). Importing this module registers the
+`outscraper` handler of `scrapesync listen` (pipelines/listen.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import dlt
+from dlt.common import logger
+
+from pipelines import listen
+from sources.common import ProviderAPIError
+from sources.outscraper import webhooks
+from sources.outscraper.client import SPEC, OutscraperClient
+from sources.outscraper.settings import BASE_URL, TASK_PATH
+
+ACTIONS = {
+    "restart": ("PUT", "restarted", "re-run the task under the same id (PUT /tasks/{id})"),
+    "terminate": ("DELETE", "terminated", "terminate and remove the task (DELETE /tasks/{id})"),
+}
+
+
+def _setting(key: str) -> str | None:
+    value: Any = dlt.secrets.get(f"sources.outscraper.{key}")
+    value = value or dlt.config.get(f"sources.outscraper.{key}")
+    return str(value) if value else None
+
+
+def run_action(action: str, task_id: str, api_key: str, base_url: str) -> str:
+    """Run one task action; returns the line to print. Raises `ProviderAPIError`."""
+    method, done, _ = ACTIONS[action]
+    answer = OutscraperClient(api_key, base_url).call(method, TASK_PATH.format(task_id=task_id))
+    return f"outscraper: task {task_id} {done} ({answer or 'no message'})"
+
+
+def cmd_action(args: argparse.Namespace) -> int:
+    api_key = _setting("api_key")
+    if not api_key:
+        print(f"scrapesync: outscraper has no API key: {SPEC.auth_hint()}", file=sys.stderr)  # noqa: T201
+        return 2
+    base_url = args.base_url or _setting("base_url") or BASE_URL
+    try:
+        print(run_action(args.action, args.task_id, api_key, base_url), flush=True)  # noqa: T201
+    except ProviderAPIError as exc:
+        print(f"scrapesync: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """The registry's `cli` hook: `scrapesync outscraper ...` and `scrapesync listen`."""
+    parser = commands.add_parser("outscraper", help="Outscraper task actions")
+    actions = parser.add_subparsers(dest="action", required=True)
+    for name, (_, _, help_text) in ACTIONS.items():
+        action = actions.add_parser(name, help=help_text)
+        action.add_argument("task_id", help="task id, e.g. 20211211132758c8e9")
+        action.add_argument("--base-url", default=None, help="API root (default: config)")
+        action.set_defaults(func=cmd_action)
+    listen.add_command(commands)
+
+
+def webhook_handler(
+    api_key: str | None = None,
+) -> Callable[[listen.WebhookRequest], list[listen.Notification]]:
+    """Outscraper's intake handler: signature check, then one notification per delivery.
+
+    Args:
+        api_key: the signing key; by default `sources.outscraper.api_key`, read at the first
+            delivery (so `scrapesync listen` starts before the key is configured).
+    """
+
+    def handle(request: listen.WebhookRequest) -> list[listen.Notification]:
+        key = api_key or _setting("api_key")
+        if not key:
+            raise listen.Rejected(401, "no Outscraper API key configured to verify signatures")
+        if not webhooks.verify(request.body, request.header(webhooks.SIGNATURE_HEADER), key):
+            raise listen.Rejected(401, "missing or invalid X-Hub-Signature-256")
+        try:
+            fields = webhooks.parse(request.body)
+        except ValueError as exc:
+            raise listen.Rejected(400, f"not an Outscraper webhook: {exc}") from None
+        logger.info(f"listen: outscraper {fields['kind']} {fields['object_id']} {fields['status']}")
+        return [listen.Notification("outscraper", **fields)]
+
+    return handle
+
+
+listen.register_handler("outscraper", webhook_handler())

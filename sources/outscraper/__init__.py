@@ -1,0 +1,150 @@
+"""Outscraper: your tasks, their result files and your async API request results.
+
+API: `GET/PUT/DELETE /tasks/{taskId}` (shared/api-docs/002_bd7da514d360c8bd.txt) and the
+other public pages summed up in api-notes.md §3: `GET /tasks` (keyset pages, `lastId` +
+`pageSize` -> `{tasks, has_more}`), `GET /requests/{id}` (results kept 4 hours, then the
+status reads `Pending` again), `GET /requests?type=finished`, errors that arrive with HTTP 200
+(`{"error": true, "errorMessage": ...}`), webhooks signed with `X-Hub-Signature-256`.
+
+Tables (dataset `outscraper`):
+* `tasks`: one row per task, primary key `id`; `removed` flags tasks removed on Outscraper.
+* `removed_tasks`: when each removed task was found gone.
+* `task_results`: the rows of every finished task's result files (all products, with
+  `task_id` and `product_name`).
+* `requests`: one row per async request: `Pending`, `Success`, `Failure` or `Expired`.
+* `request_results`: the results of each request, flattened per query.
+
+Webhook notifications stored by `scrapesync listen` (pipelines/listen.py) make the next sync
+read the notified tasks and requests first; without them everything is found by polling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import dlt
+from dlt.sources import DltResource
+
+from sources.common import RequestStats, parse_datetime
+from sources.outscraper.client import SPEC, OutscraperClient
+from sources.outscraper.requests import request_results
+from sources.outscraper.results import ColumnTypes
+from sources.outscraper.settings import (
+    BASE_URL,
+    DEFAULT_MAX_PENDING_HOURS,
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+)
+from sources.outscraper.tasks import removal_sql, task_results, tasks
+from sources.outscraper.webhooks import WebhookInbox
+
+DELETE_INSERT: Any = {"disposition": "merge", "strategy": "delete-insert"}
+# Result rows reach a load package once per task (or request) and are numbered uniquely, so the
+# staging dedup by primary key (a window over every row, the costliest step of a large load
+# under the runner's DuckDB memory budget) is skipped: `deduplicated` tells dlt so.
+DELETE_INSERT_DEDUPLICATED: Any = {**DELETE_INSERT, "deduplicated": True}
+TASK_COLUMNS: Any = {
+    "metadata": {"data_type": "json"},
+    "results": {"data_type": "json"},
+    "queries": {"data_type": "json"},
+    "removed": {"data_type": "bool"},
+    "removed_at": {"data_type": "timestamp"},
+    "created": {"data_type": "timestamp"},
+    "updated": {"data_type": "timestamp"},
+}
+
+
+@dlt.source(name="outscraper")
+def outscraper_source(
+    api_key: str = dlt.secrets.value,
+    base_url: str = BASE_URL,
+    start_date: str | None = None,
+    task_query: str | None = None,
+    request_ids: Sequence[str] | None = None,
+    discover_requests: bool = True,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    max_pending_hours: float = DEFAULT_MAX_PENDING_HOURS,
+    use_webhooks: bool = True,
+    webhook_dir: str | None = None,
+    stats: RequestStats | None = None,
+) -> list[DltResource]:
+    """Outscraper tasks with their result files, and async request results.
+
+    Args:
+        api_key: Outscraper API key (sent as `X-API-KEY`; also the webhook signing key).
+        base_url: API root; point it at the sandbox or a proxy.
+        start_date: ISO date(-time); tasks created before it are not synced.
+        task_query: only tasks matching this tag search (`GET /tasks?query=`).
+        request_ids: async request ids to collect, besides those discovered.
+        discover_requests: also collect requests listed by `GET /requests?type=finished`.
+        page_size: tasks per `GET /tasks` page (1..100).
+        max_pending_hours: a request never seen finished is given up (recorded `Expired`)
+            after this many hours of `Pending`.
+        use_webhooks: read the notifications stored by `scrapesync listen` first.
+        webhook_dir: directory of the notification store (default: under dlt's data dir).
+        stats: request counters to fill (the runner passes one).
+    """
+    if not api_key or not str(api_key).strip():
+        raise ValueError(f"outscraper: no API key: {SPEC.auth_hint()}")
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(
+            f"outscraper: page_size={page_size} is outside 1..{MAX_PAGE_SIZE}: fix "
+            "`sources.outscraper.page_size` (env SOURCES__OUTSCRAPER__PAGE_SIZE)"
+        )
+    if max_pending_hours < 0:
+        raise ValueError("outscraper: `sources.outscraper.max_pending_hours` must be >= 0")
+    ids = [request_ids] if isinstance(request_ids, str) else list(request_ids or [])
+    api = OutscraperClient(api_key, base_url, stats)
+    inbox = WebhookInbox(webhook_dir) if use_webhooks else None
+    start = parse_datetime(start_date) if start_date else None
+    task_resource = dlt.resource(
+        tasks,
+        name="tasks",
+        primary_key="id",
+        write_disposition=DELETE_INSERT,
+        columns=TASK_COLUMNS,
+    )(api, page_size, task_query, start, inbox)
+    results_resource = dlt.transformer(
+        task_results,
+        data_from=task_resource,
+        name="task_results",
+        primary_key=("task_id", "file_index", "row_number"),
+        merge_key="task_id",
+        write_disposition=DELETE_INSERT_DEDUPLICATED,
+    )(api, ColumnTypes("task_results"))
+    requests_resource = dlt.resource(
+        request_results,
+        name="request_results",
+        primary_key=("request_id", "query_index", "row_index"),
+        merge_key="request_id",
+        write_disposition=DELETE_INSERT_DEDUPLICATED,
+    )(
+        api,
+        [str(i) for i in ids if str(i).strip()],
+        inbox,
+        discover_requests,
+        max_pending_hours,
+        ColumnTypes("request_results"),
+    )
+    return [task_resource, results_resource, requests_resource]
+
+
+def post_load(pipeline: dlt.Pipeline) -> int:
+    """Flag removed tasks in `tasks` and acknowledge the webhook notifications used.
+
+    Both steps are idempotent, so a crash between the load and this call only delays them.
+    """
+    schema = pipeline.default_schema
+    if "tasks" in schema.tables and "removed_tasks" in schema.tables:
+        with pipeline.sql_client() as client:
+            client.execute_sql(
+                removal_sql(
+                    client.make_qualified_table_name("tasks"),
+                    client.make_qualified_table_name("removed_tasks"),
+                )
+            )
+    resources = pipeline.state.get("sources", {}).get("outscraper", {}).get("resources", {})
+    for name in ("tasks", "request_results"):
+        WebhookInbox.acknowledge_from(resources.get(name, {}))
+    return 0

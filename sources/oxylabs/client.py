@@ -1,0 +1,182 @@
+"""Oxylabs HTTP: error envelope, clients over dlt's retrying session, and the rate limiter.
+
+Two clients, because a lost answer means different things:
+* reads (`GET` status, results, schedules, callbacker IPs) use `sources.common.build_client`:
+  5xx, resets and timeouts are retried; nothing is created by a retry;
+* the batch `POST` uses a session that only retries what provably created nothing: 429 (the
+  plan's rate, "Too many requests") and connections that were never established. A 5xx, a
+  timeout or a reset after the request went out may have created jobs: retrying would pay for
+  them twice, so the journal marks the batch `unknown` instead (sources/oxylabs/journal.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from dlt.common.configuration import resolve_configuration
+from dlt.common.configuration.specs import RuntimeConfiguration
+from dlt.sources.helpers.requests import Client
+from dlt.sources.helpers.rest_client.auth import HttpBasicAuth
+from requests import HTTPError, Response
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import ConnectTimeout
+
+from sources.common import (
+    RETRY_STATUS,
+    ProviderRESTClient,
+    ProviderSpec,
+    RequestStats,
+    build_client,
+    retry_after_seconds,
+)
+
+
+def _oxylabs_error(body: Any) -> str | None:
+    """Oxylabs errors are `{"message": "..."}` (api-notes §4.7; the SDK logs `data['message']`)."""
+    if isinstance(body, dict):
+        message = body.get("message") or body.get("detail")
+        if isinstance(message, list):
+            return "; ".join(str(item) for item in message)
+        return str(message) if message else None
+    return None
+
+
+SPEC = ProviderSpec(
+    name="oxylabs",
+    parse_error=_oxylabs_error,
+    not_found_hints=(
+        (
+            r"/v1/queries/(?P<job_id>\d+)",
+            "job {job_id} is unknown or its results expired (Oxylabs keeps them >= 24 h): "
+            "collect more often, or submit with storage_type/storage_url",
+        ),
+        (
+            r"/v1/schedules/(?P<schedule_id>\d+)",
+            "schedule {schedule_id} is unknown to this API user: check "
+            "`sources.oxylabs.schedule_ids` (env SOURCES__OXYLABS__SCHEDULE_IDS)",
+        ),
+        (r"/v1/queries/batch", "fix the job parameters named in the message and submit again"),
+    ),
+    auth_setting="password",
+)
+
+
+class RateLimiter:
+    """Spaces requests to `rate` per second across threads; pauses on exhausted quotas.
+
+    Oxylabs sends `x-ratelimit-<limit>-limit` and `x-ratelimit-<limit>-remaining`, possibly
+    several limits at once (api-notes §4.8). A `remaining` of 0 pauses every worker for one
+    window (`window` seconds: the plans are per second; no reset header is documented).
+    """
+
+    def __init__(self, rate: float, window: float = 1.0) -> None:
+        if rate <= 0:
+            raise ValueError("oxylabs: `requests_per_second` must be > 0")
+        self.interval = 1.0 / rate
+        self.window = window
+        self._next = time.monotonic()
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+        self.pauses = 0
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next, self._paused_until)
+            self._next = slot + self.interval
+        delay = slot - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+    def observe(self, response: Response, *_: Any, **__: Any) -> None:
+        """Response hook: read the quota headers of every answer."""
+        for name, value in response.headers.items():
+            lowered = name.lower()
+            quota = lowered.startswith("x-ratelimit-") and lowered.endswith("-remaining")
+            if quota and value.strip() in ("0", "0.0"):
+                with self._lock:
+                    self._paused_until = max(self._paused_until, time.monotonic() + self.window)
+                    self.pauses += 1
+                return
+
+
+def read_client(
+    base_url: str, username: str, password: str, stats: RequestStats | None, limiter: RateLimiter
+) -> ProviderRESTClient:
+    """Client for GETs: retried on 429/5xx/resets by dlt's session, paced by `limiter`."""
+    client = build_client(SPEC, base_url, HttpBasicAuth(username, password), stats=stats)
+    _add_pacing(client, limiter)
+    return client
+
+
+def _add_pacing(client: ProviderRESTClient, limiter: RateLimiter) -> None:
+    original = client._send_request
+
+    def send(request: Any, **kwargs: Any) -> Response:
+        limiter.acquire()
+        hooks = request.hooks.setdefault("response", [])
+        if limiter.observe not in hooks:
+            hooks.insert(0, limiter.observe)
+        return original(request, **kwargs)
+
+    client._send_request = send  # type: ignore[method-assign]
+
+
+def _never_sent(exception: BaseException | None) -> bool:
+    """True when the connection was never established, so no byte of the POST left."""
+    if isinstance(exception, ConnectTimeout):
+        return True
+    if isinstance(exception, RequestsConnectionError):
+        text = repr(exception.args[0] if exception.args else exception)
+        return "NewConnectionError" in text or "Connection refused" in text
+    return False
+
+
+def _submit_retry(max_delay: float) -> Any:
+    def should_retry(response: Response | None, exception: BaseException | None) -> bool:
+        if response is None and isinstance(exception, HTTPError):
+            response = exception.response
+        if response is not None:
+            if response.status_code != 429:
+                return False
+            wait = retry_after_seconds(response)
+            return wait is None or wait <= max_delay
+        return _never_sent(exception)
+
+    return should_retry
+
+
+def submit_client(
+    base_url: str, username: str, password: str, stats: RequestStats | None, limiter: RateLimiter
+) -> ProviderRESTClient:
+    """Client for the batch POST: retries 429 and refused connections only (see module doc)."""
+    runtime = resolve_configuration(RuntimeConfiguration())
+    max_delay = float(runtime.request_max_retry_delay)
+    session = Client(
+        request_timeout=runtime.request_timeout,
+        raise_for_status=False,
+        status_codes=(),
+        exceptions=(),
+        retry_condition=_submit_retry(max_delay),
+        request_max_attempts=runtime.request_max_attempts,
+        request_backoff_factor=runtime.request_backoff_factor,
+        request_max_retry_delay=max_delay,
+        respect_retry_after_header=True,
+    ).session
+    client = ProviderRESTClient(
+        SPEC,
+        stats or RequestStats(),
+        max_delay,
+        base_url=base_url,
+        auth=HttpBasicAuth(username, password),
+        session=session,
+    )
+    _add_pacing(client, limiter)
+    return client
+
+
+def may_have_created(status: int | None) -> bool:
+    """Whether a failed batch POST may still have created jobs (so must not be resent)."""
+    return status is None or status in RETRY_STATUS or status >= 600 or status == 408

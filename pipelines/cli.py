@@ -13,6 +13,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+import dlt
+
 from pipelines import registry
 from pipelines.runner import SyncReport, sync
 
@@ -37,6 +39,7 @@ def format_report(report: SyncReport) -> str:
         )
     if report.error:
         lines.append("  " + report.error.replace("\n", "\n  "))
+    lines.extend(f"  warning: {warning}" for warning in report.warnings)
     return "\n".join(lines)
 
 
@@ -90,6 +93,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.db)
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    import orjson
+
+    from pipelines import status
+    from pipelines.runner import destination_for
+
+    pipeline = dlt.pipeline(
+        pipeline_name="scrapesync_status",
+        destination=destination_for(args.destination),
+        dataset_name="scrapesync_status",
+    )
+    statuses = status.collect(pipeline, args.max_age_hours)
+    if args.json:
+        print(orjson.dumps(status.as_json(statuses), option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(status.render(statuses))
+    return status.exit_code(statuses)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scrapesync", description="Incremental ELT for web-scraping services (dlt)."
@@ -116,6 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
     sync_parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     sync_parser.set_defaults(func=cmd_sync)
 
+    status_parser = commands.add_parser(
+        "status", help="last syncs, lag, open jobs and completeness checks per provider"
+    )
+    status_parser.add_argument("--destination", default="duckdb", help="dlt destination name")
+    status_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    status_parser.add_argument(
+        "--max-age-hours",
+        type=float,
+        default=24.0,
+        help="exit 1 when a provider's last successful sync is older (default 24)",
+    )
+    status_parser.set_defaults(func=cmd_status)
+
     demo_parser = commands.add_parser("demo", help="sync every provider from the local sandbox")
     demo_parser.add_argument("--db", default="scrapesync_demo.duckdb", help="DuckDB file")
     demo_parser.set_defaults(func=cmd_demo)
@@ -130,10 +165,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _QuietArrowHints(logging.Filter):
+    """Drop dlt's warning that Arrow nullability differs from the declared hints.
+
+    scrapesync declares its key columns non-nullable while Arrow infers them nullable; dlt keeps
+    the declared hints (the right outcome) but warns once per page, drowning real warnings.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "when merging arrow schema with dlt schema" not in record.getMessage()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    dlt_logger = logging.getLogger("dlt")
+    dlt_logger.addFilter(_QuietArrowHints())
     if args.verbose:
-        logging.getLogger("dlt").setLevel(logging.INFO)
+        dlt_logger.setLevel(logging.INFO)
     return int(args.func(args))
 
 

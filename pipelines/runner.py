@@ -22,6 +22,7 @@ from dlt.common.destination import Destination
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from pipelines.metrics import record_sync
 from pipelines.registry import Provider
 from sources.common import ProviderAPIError, RequestStats
 
@@ -56,6 +57,7 @@ class SyncReport:
     tables: list[TableReport] = field(default_factory=list)
     recovered_packages: int = 0
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def destination_for(name: Any) -> Any:
@@ -120,6 +122,7 @@ def sync(
     """
     report = SyncReport(provider.name)
     started = time.monotonic()
+    pipeline: dlt.Pipeline | None = None
     try:
         pipeline = pipeline_for(provider.name, destination, progress, pipelines_dir)
         _run(pipeline, provider, report, full_refresh, discard_pending, source_options or {})
@@ -130,6 +133,8 @@ def sync(
     except (ProviderAPIError, ValueError) as exc:
         report.ok, report.error = False, str(exc)
     report.seconds = time.monotonic() - started
+    # scrape_runs, completeness checks and sync_runs (pipelines/metrics.py); never raises
+    record_sync(pipeline, provider, report)
     return report
 
 
@@ -156,22 +161,29 @@ def _run(
     )
     pipeline.normalize()
     info = pipeline.load(workers=load_workers(pipeline))
-    if provider.post_load is not None:
-        provider.post_load(pipeline)
+    run_post_load(pipeline, provider)
     after = row_counts(pipeline, provider.tables)
     written = written_counts(pipeline, provider.tables, info.loads_ids)
     deletes = delete_counts(pipeline)
     report.tables = [
         table_report(table, before.get(table, 0), after.get(table, 0), written, deletes)
         for table in provider.tables
+        if table in after  # tables an option turns on (e.g. history) exist only when it is on
     ]
 
 
 def file_format(pipeline: dlt.Pipeline) -> Any:
     """Parquet where the destination takes it: 3x faster and 16x leaner than insert_values."""
     destination: Destination[Any, Any] = pipeline.destination
-    formats = destination.capabilities().supported_loader_file_formats
-    return "parquet" if "parquet" in formats else None
+    caps = destination.capabilities()
+    formats = caps.supported_loader_file_formats
+    if caps.loader_file_format_selector is not None:
+        # PostgreSQL lists parquet but loads it only through an ADBC driver; without one dlt
+        # swaps in csv for Arrow pages, and csv cannot hold list columns (Reworkd's images)
+        _, formats = caps.loader_file_format_selector(
+            caps.preferred_loader_file_format, formats, table_schema={"name": "_probe"}
+        )
+    return "parquet" if "parquet" in formats else caps.preferred_loader_file_format
 
 
 def load_workers(pipeline: dlt.Pipeline) -> int:
@@ -203,9 +215,22 @@ def finish_pending(pipeline: dlt.Pipeline, provider: Provider) -> int:
             f"sync again, or give that package up with `scrapesync sync {provider.name} "
             "--discard-pending` (its changes are read again from the provider; nothing is lost)."
         ) from exc
-    if provider.post_load is not None:
-        provider.post_load(pipeline)
+    run_post_load(pipeline, provider)
     return len(pending)
+
+
+def run_post_load(pipeline: dlt.Pipeline, provider: Provider) -> None:
+    """The provider's after-load SQL, where the destination's SQL can write.
+
+    The filesystem destination's SQL client is read-only views over its files, and its tables
+    are append-only (merge falls back to append there), so there is nothing to upkeep.
+    """
+    if provider.post_load is None:
+        return
+    if pipeline.destination.destination_type.endswith(".filesystem"):
+        logger.info(f"{provider.name}: after-load SQL skipped (filesystem tables are append-only)")
+        return
+    provider.post_load(pipeline)
 
 
 def _discard_pending(pipeline: dlt.Pipeline) -> None:

@@ -27,7 +27,7 @@ import orjson
 
 from sandbox.base import ProviderAPI, SandboxRequest, SandboxResponse
 
-FAULT_KINDS = ("status", "delay", "drop", "truncate", "html", "malformed")
+FAULT_KINDS = ("status", "delay", "drop", "truncate", "html", "malformed", "empty")
 
 
 @dataclass
@@ -39,7 +39,9 @@ class FaultRule:
         path: regex searched in the provider-relative path.
         kind: status (answer `status` with `body`/`headers`), delay (sleep `delay` s, then
             answer normally), drop (close the connection without answering), truncate (send a
-            partial body), html (200 with an HTML page), malformed (200 with broken JSON).
+            partial body), html (200 with an HTML page), malformed (200 with broken JSON),
+            empty (answer normally but with the list at dotted path `body` emptied, the whole
+            body when `body` is "": a page silently dropped, totals and cursors untouched).
         times: how many matching requests fail (None: all of them).
         skip: let this many matching requests through first.
     """
@@ -72,6 +74,7 @@ class LoggedRequest:
     status: int
     fault: str | None
     at: float
+    bytes: int = 0  # body bytes sent (before a `truncate` fault cuts them)
 
 
 class FaultInjector:
@@ -222,6 +225,25 @@ class Sandbox:
         return SandboxResponse.json({"detail": "unknown admin call"}, 404)
 
 
+def _emptied(response: SandboxResponse, path: str) -> SandboxResponse:
+    """`response` with the JSON list at dotted `path` (or the whole list body) emptied; a
+    body that is not JSON (a CSV file) keeps its first line only."""
+    try:
+        payload = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        header = response.body.split(b"\n", 1)[0] + b"\n"
+        return SandboxResponse(response.status, header, dict(response.headers))
+    *parents, last = path.split(".") if path else [""]
+    node = payload
+    for key in parents:
+        node = node[key]
+    if last:
+        node[last] = []
+    else:
+        payload = []
+    return SandboxResponse(response.status, orjson.dumps(payload), dict(response.headers))
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -285,6 +307,7 @@ class _Handler(BaseHTTPRequestHandler):
                 response.status if response else 0,
                 fault.kind if fault else None,
                 time.time(),
+                len(response.body) if response else 0,
             )
         )
         if response is not None:
@@ -304,6 +327,8 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if fault.kind == "truncate":
             return self.sandbox.dispatch(provider, request)
+        if fault.kind == "empty":
+            return _emptied(self.sandbox.dispatch(provider, request), fault.body)
         if fault.kind == "html":
             page = fault.body or "<html><body><h1>502 Bad Gateway</h1></body></html>"
             return SandboxResponse(200, page.encode(), {"Content-Type": "text/html"})

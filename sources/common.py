@@ -84,7 +84,7 @@ class RequestStats:
     def record(self, response: Response) -> None:
         with self._lock:
             self.requests += 1
-            self.bytes += len(response.content) if not _is_streamed(response) else 0
+            self.bytes += _body_size(response)
             if response.status_code == 429:
                 self.throttled += 1
             if response.status_code == 429 or response.status_code in RETRY_STATUS:
@@ -140,6 +140,17 @@ def safe_path(url: str, base_url: str = "") -> str:
     if prefix and path.startswith(prefix + "/"):
         return path[len(prefix) :]
     return path
+
+
+def _body_size(response: Response) -> int:
+    """Bytes of the body: response hooks run before requests reads it, so the declared
+    `Content-Length` is used until it has been read (a chunked body without one counts 0)."""
+    if not _is_streamed(response):
+        return len(response.content or b"")
+    try:
+        return int(response.headers.get("Content-Length") or 0)
+    except ValueError:
+        return 0
 
 
 def _is_streamed(response: Response) -> bool:
@@ -354,7 +365,7 @@ def iso_z(value: pendulum.DateTime) -> str:
 _DONE = object()
 
 
-def prefetch(pages: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+def prefetch(pages: Iterator[Any], depth: int = 1) -> Iterator[Any]:
     """Read `pages` in a background thread, up to `depth` pages ahead of the consumer.
 
     Cursor pagination cannot fetch pages in parallel, but it can fetch page N+1 while page N

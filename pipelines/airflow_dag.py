@@ -1,0 +1,100 @@
+"""Airflow DAG `scrapesync`: one task group per configured provider, built with dlt's
+`PipelineTasksGroup`.
+
+    pip install -e ".[airflow]"      # then put this file (or an import of it) in dags/
+
+Each group runs the provider's source through dlt (`decompose="none"`: one task, because a
+provider's resources share one pipeline state) and then its after-load SQL. The source is
+built inside the task, so the scheduler parses the DAG without the providers' secrets; the
+workers resolve them the dlt way (env `SOURCES__<PROVIDER>__...` or `.dlt/secrets.toml`).
+
+Crash safety under Airflow: `PipelineTasksGroup` gives every task a fresh, wiped working
+directory, so a killed task leaves no local package behind; the next run restores the state
+from the destination, where it is committed only with a fully loaded package (dlt-facts §6),
+and re-reads what was not loaded. Merge makes the re-read idempotent. Retries cover the load
+step (`retry_pipeline_steps=("load",)`).
+
+The schedule is hourly: well inside Outscraper's 4 h and Oxylabs' 24 h result retention (see
+the README's scheduling note); `[scrapesync] schedule` (env SCRAPESYNC__SCHEDULE) overrides it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import dlt
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG
+from dlt.helpers.airflow_helper import PipelineTasksGroup
+from dlt.sources import DltSource
+
+from pipelines import registry
+from pipelines.runner import file_format, pipeline_for, run_post_load
+
+DEFAULT_SCHEDULE = "@hourly"
+
+
+def _setting(key: str, default: Any) -> Any:
+    value: Any = dlt.config.get(f"scrapesync.{key}")
+    return default if value is None else value
+
+
+def _source_factory(provider: registry.Provider) -> Callable[[], DltSource]:
+    # a plain callable (not a resource) is evaluated by dlt at task run time
+    return lambda: provider.source()  # noqa: PLW0108 (a call at run time, not a reference)
+
+
+def _post_load(name: str, destination: str) -> None:
+    provider = registry.get(name)
+    pipeline = pipeline_for(name, destination)
+    pipeline.sync_destination()  # the task's working dir is fresh: fetch the schema first
+    run_post_load(pipeline, provider)
+
+
+def add_provider(provider: registry.Provider, destination: str) -> None:
+    """The provider's task group: the dlt run, then its after-load SQL."""
+    group = PipelineTasksGroup(
+        provider.name,
+        use_data_folder=False,
+        wipe_local_data=True,
+        retry_pipeline_steps=("load",),
+    )
+    # created after the group: it points dlt at a fresh per-task data dir (dlt's requirement)
+    pipeline = pipeline_for(provider.name, destination)
+    runs = group.add_run(
+        pipeline,
+        _source_factory(provider),
+        decompose="none",
+        loader_file_format=file_format(pipeline),
+    )
+    if provider.post_load is not None:
+        with group:
+            upkeep = PythonOperator(
+                task_id=f"{provider.name}_post_load",
+                python_callable=_post_load,
+                op_args=[provider.name, destination],
+            )
+        runs[-1] >> upkeep
+
+
+def build_dag(providers: list[str] | None = None, destination: str | None = None) -> DAG:
+    """The `scrapesync` DAG over `providers` (default: every configured one)."""
+    names = providers or [p.name for p in registry.PROVIDERS.values() if p.is_configured()]
+    target = destination or str(_setting("destination", "duckdb"))
+    with DAG(
+        dag_id="scrapesync",
+        schedule=str(_setting("schedule", DEFAULT_SCHEDULE)),
+        start_date=datetime(2025, 1, 1),
+        catchup=False,
+        max_active_runs=1,  # two syncs of one pipeline at once would race on its state
+        default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
+        tags=["scrapesync", "dlt"],
+    ) as dag:
+        for name in names:
+            add_provider(registry.get(name), target)
+    return dag
+
+
+dag = build_dag()

@@ -1,0 +1,356 @@
+"""`scrapesync.scrape_runs`: every provider's runs, jobs, tasks and crawls in one table.
+
+One row per provider run with its state normalised to `pending | running | succeeded | failed |
+cancelled | expired` (the provider's own value beside it in `raw_state`; a raw state scrapesync
+does not know yet maps to NULL rather than to a guess). The mapping per provider is the data in
+`MAPPINGS`; the SQL that applies it is written once, below.
+
+Incremental by load id: each provider table's rows carry `_dlt_load_id`, and a merge rewrites a
+changed row with the new load's id. `scrape_runs` keeps the load id each row came from
+(`source_load_id`), so a refresh only re-maps rows loaded after the newest one it holds, whatever
+sync loaded them (an interrupted sync's package finished later is picked up too). Two things
+change provider rows without a new load id, and are handled apart: rows a provider removes
+(merge hard deletes, `--full-refresh`) are dropped by a count check and an anti-join that runs
+only when the counts differ; soft-delete flags set by a provider's `post_load` SQL are copied
+by two UPDATEs over the (few) flagged rows.
+
+Reworkd is not mapped: its API exposes outputs (records) only, never a job with a state or
+timing; `outputs.root_job_id` names a job but nothing says whether it is running or finished, so
+any row made from it would invent its state. Oxylabs `schedule_runs` rows are the same jobs as
+`jobs` (origin `scheduler`, `batch_id` = `schedule:<schedule_id>:<run_id>`), so only `jobs` is
+mapped, with that batch as the parent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import dlt
+from dlt.common import logger
+
+from pipelines.warehouse import Columns, Warehouse, open_warehouse
+from sources.opencx import settings as opencx_settings
+from sources.outscraper import settings as outscraper_settings
+from sources.oxylabs import settings as oxylabs_settings
+from sources.scrapewise import settings as scrapewise_settings
+
+TABLE: Final = "scrape_runs"
+STATES: Final = ("pending", "running", "succeeded", "failed", "cancelled", "expired")
+COLUMNS: Final[Columns] = (
+    ("provider", "text"),
+    ("source_table", "text"),
+    ("run_id", "text"),
+    ("parent_id", "text"),
+    ("state", "text"),
+    ("raw_state", "text"),
+    ("started_at", "timestamp"),
+    ("finished_at", "timestamp"),
+    ("duration_s", "double"),
+    ("items_ok", "bigint"),
+    ("items_failed", "bigint"),
+    ("is_deleted", "bool"),
+    ("source_ref", "text"),
+    ("source_load_id", "text"),
+)
+
+
+@dataclass(frozen=True)
+class RunMapping:
+    """How one provider table becomes `scrape_runs` rows (column names of the provider table).
+
+    Attributes:
+        provider: provider (= dataset) name.
+        table: the provider table; `key` is its one-column primary key, the `run_id`.
+        parent_id: the group / scraper / datasource / batch column, or None.
+        state: the raw state column; `states` maps its values to the normalised ones.
+        started_at / finished_at: timestamp columns (None: unknown).
+        items_ok / items_failed: count columns (None: the provider reports none).
+        deleted: boolean soft-delete column, or None.
+        source_ref: URL template of the provider's record, `{column}` placeholders.
+        finished_states: raw states in which `finished_at` is final; elsewhere it is NULL (for
+            providers whose "finished" column is really "last updated").
+    """
+
+    provider: str
+    table: str
+    key: str
+    parent_id: str | None
+    state: str
+    states: Mapping[str, str]
+    started_at: str | None
+    finished_at: str | None
+    items_ok: str | None
+    items_failed: str | None
+    deleted: str | None
+    source_ref: str
+    finished_states: frozenset[str] | None = field(default=None)
+
+
+MAPPINGS: Final[tuple[RunMapping, ...]] = (
+    RunMapping(
+        provider="scrapewise",
+        table="jobs",
+        key="id",
+        parent_id="scraper_id",
+        state="state",
+        states={
+            "PENDING": "pending",
+            "RUNNING": "running",
+            "COMPLETED": "succeeded",
+            "FAILED": "failed",
+            "STOPPED": "cancelled",
+        },
+        started_at="started",
+        finished_at="finished",
+        items_ok="success_links",
+        items_failed="error_links",
+        deleted="is_deleted",
+        # Scrapewise has no single-run endpoint; the run's failed-links list is its record
+        source_ref=scrapewise_settings.BASE_URL
+        + scrapewise_settings.JOB_ERRORS_PATH.replace("{job_id}", "{id}"),
+    ),
+    RunMapping(
+        provider="opencx",
+        table="crawl_jobs",
+        key="id",
+        parent_id="datasource_id",
+        state="status",
+        states={
+            "pending": "pending",
+            "scraping": "running",
+            "completed": "succeeded",
+            "failed": "failed",
+            "cancelled": "cancelled",
+        },
+        started_at="started_at",
+        finished_at="completed_at",
+        items_ok="completed_pages",
+        items_failed=None,
+        deleted="is_deleted",
+        source_ref=opencx_settings.BASE_URL + "/crawl/{datasource_id}/crawls/{id}",
+    ),
+    RunMapping(
+        provider="outscraper",
+        table="tasks",
+        key="id",
+        parent_id=None,
+        state="status",
+        # only SUCCESS is documented; the rest are the Celery states of its queue (settings.py)
+        states={
+            "PENDING": "pending",
+            "RECEIVED": "pending",
+            "STARTED": "running",
+            "IN_PROGRESS": "running",
+            "RETRY": "running",
+            "SUCCESS": "succeeded",
+            "FINISHED": "succeeded",
+            "FAILURE": "failed",
+            "FAILED": "failed",
+            "REVOKED": "cancelled",
+        },
+        started_at="created",
+        finished_at="updated",
+        items_ok="quantity",
+        items_failed=None,
+        deleted="removed",
+        source_ref=outscraper_settings.BASE_URL + "/tasks/{id}",
+        finished_states=outscraper_settings.TERMINAL_TASK_STATUSES,
+    ),
+    RunMapping(
+        provider="outscraper",
+        table="requests",
+        key="id",
+        parent_id=None,
+        state="status",
+        states={
+            outscraper_settings.REQUEST_PENDING: "pending",
+            outscraper_settings.REQUEST_SUCCESS: "succeeded",
+            outscraper_settings.REQUEST_FAILURE: "failed",
+            outscraper_settings.REQUEST_EXPIRED: "expired",
+        },
+        # the API gives a request no timestamps: these are when scrapesync first saw it and
+        # when it collected the results
+        started_at="first_seen_at",
+        finished_at="collected_at",
+        items_ok="rows",
+        items_failed=None,
+        deleted=None,
+        source_ref=outscraper_settings.BASE_URL + "/requests/{id}",
+    ),
+    RunMapping(
+        provider="oxylabs",
+        table="jobs",
+        key="id",
+        parent_id="batch_id",
+        state="status",
+        # Oxylabs reports `pending` for queued and running jobs alike; a `resubmitted` job
+        # faulted and lives on as a new job (`resubmitted_as`)
+        states={
+            "pending": "pending",
+            "done": "succeeded",
+            "faulted": "failed",
+            "resubmitted": "failed",
+            "expired": "expired",
+        },
+        started_at="submitted_at",
+        finished_at="finished_at",
+        items_ok="result_pages",
+        items_failed=None,
+        deleted=None,
+        source_ref=oxylabs_settings.BASE_URL
+        + oxylabs_settings.JOB_PATH.replace("{job_id}", "{id}"),
+    ),
+)
+
+
+def mappings_for(provider: str) -> list[RunMapping]:
+    return [m for m in MAPPINGS if m.provider == provider]
+
+
+def refresh_scrape_runs(warehouse: Warehouse, provider: str, tables: set[str]) -> int:
+    """Bring the provider's rows of `scrape_runs` up to date; returns the rows (re)written.
+
+    Args:
+        warehouse: an open connection to the destination the provider loads into.
+        provider: provider name.
+        tables: the provider tables that exist (a table never loaded is skipped).
+    """
+    mappings = [m for m in mappings_for(provider) if m.table in tables]
+    if not mappings:
+        return 0
+    warehouse.ensure_table(TABLE, COLUMNS)
+    return sum(_refresh(warehouse, mapping) for mapping in mappings)
+
+
+def rebuild_scrape_runs(pipeline: dlt.Pipeline, provider: str, tables: set[str]) -> int:
+    """`refresh_scrape_runs` on `pipeline`'s destination, in a connection of its own."""
+    with open_warehouse(pipeline) as warehouse:
+        return refresh_scrape_runs(warehouse, provider, tables)
+
+
+def _refresh(warehouse: Warehouse, mapping: RunMapping) -> int:
+    runs = warehouse.table(TABLE)
+    source = warehouse.table(mapping.table, dataset=mapping.provider)
+    scope = "provider = %s AND source_table = %s"
+    ids = (mapping.provider, mapping.table)
+    newest = warehouse.execute(f"SELECT max(source_load_id) FROM {runs} WHERE {scope}", *ids)
+    since = (newest[0][0] if newest else None) or ""
+    key = _text(warehouse, mapping.key)
+    with warehouse.client.begin_transaction():
+        warehouse.execute(
+            f"DELETE FROM {runs} WHERE {scope} AND run_id IN "
+            f"(SELECT {key} FROM {source} WHERE _dlt_load_id > %s)",
+            *ids,
+            since,
+        )
+        warehouse.execute(_insert_sql(warehouse, mapping, runs, source), since)
+        _drop_vanished(warehouse, mapping, runs, source, key)
+        _copy_deleted_flags(warehouse, mapping, runs, source, key)
+    changed = warehouse.execute(
+        f"SELECT count(*) FROM {runs} WHERE {scope} AND source_load_id > %s", *ids, since
+    )
+    count = int(changed[0][0]) if changed else 0
+    logger.info(f"scrape_runs: {count} {mapping.provider}.{mapping.table} rows mapped")
+    return count
+
+
+def _insert_sql(warehouse: Warehouse, mapping: RunMapping, runs: str, source: str) -> str:
+    """INSERT ... SELECT mapping the provider rows loaded after a watermark (`%s`)."""
+    col = warehouse.column
+    finished = _finished(warehouse, mapping)
+    started = col(mapping.started_at) if mapping.started_at else "NULL"
+    duration = (
+        f"EXTRACT(EPOCH FROM {finished}) - EXTRACT(EPOCH FROM {started})"
+        if mapping.started_at and mapping.finished_at
+        else "NULL"
+    )
+    values = {
+        "provider": _literal(mapping.provider),
+        "source_table": _literal(mapping.table),
+        "run_id": _text(warehouse, mapping.key),
+        "parent_id": _text(warehouse, mapping.parent_id) if mapping.parent_id else "NULL",
+        "state": _case(col(mapping.state), mapping.states),
+        "raw_state": col(mapping.state),
+        "started_at": started,
+        "finished_at": finished,
+        "duration_s": duration,
+        "items_ok": col(mapping.items_ok) if mapping.items_ok else "NULL",
+        "items_failed": col(mapping.items_failed) if mapping.items_failed else "NULL",
+        "is_deleted": f"COALESCE({col(mapping.deleted)}, FALSE)" if mapping.deleted else "FALSE",
+        "source_ref": _template(warehouse, mapping.source_ref),
+        "source_load_id": "_dlt_load_id",
+    }
+    names = ", ".join(col(name) for name, _ in COLUMNS)
+    select = ", ".join(values[name] for name, _ in COLUMNS)
+    return f"INSERT INTO {runs} ({names}) SELECT {select} FROM {source} WHERE _dlt_load_id > %s"
+
+
+def _finished(warehouse: Warehouse, mapping: RunMapping) -> str:
+    if not mapping.finished_at:
+        return "NULL"
+    column = warehouse.column(mapping.finished_at)
+    if mapping.finished_states is None:
+        return column
+    # compared upper-case, as the provider code compares them
+    states = ", ".join(_literal(s.upper()) for s in sorted(mapping.finished_states))
+    return f"CASE WHEN UPPER({warehouse.column(mapping.state)}) IN ({states}) THEN {column} END"
+
+
+def _drop_vanished(
+    warehouse: Warehouse, mapping: RunMapping, runs: str, source: str, key: str
+) -> None:
+    """Drop rows whose provider row is gone (hard delete, full refresh), if the counts differ."""
+    scope = "provider = %s AND source_table = %s"
+    ids = (mapping.provider, mapping.table)
+    mine = warehouse.execute(f"SELECT count(*) FROM {runs} WHERE {scope}", *ids)[0][0]
+    theirs = warehouse.execute(f"SELECT count(*) FROM {source}")[0][0]
+    if int(mine) != int(theirs):
+        warehouse.execute(
+            f"DELETE FROM {runs} WHERE {scope} AND run_id NOT IN (SELECT {key} FROM {source})",
+            *ids,
+        )
+
+
+def _copy_deleted_flags(
+    warehouse: Warehouse, mapping: RunMapping, runs: str, source: str, key: str
+) -> None:
+    """Soft-delete flags a provider's post_load sets in place (no new load id) are copied."""
+    if not mapping.deleted:
+        return
+    flag = warehouse.column(mapping.deleted)
+    scope = "provider = %s AND source_table = %s"
+    flagged = f"SELECT {key} FROM {source} WHERE {flag} = TRUE"
+    for value, condition in (("TRUE", "IN"), ("FALSE", "NOT IN")):
+        warehouse.execute(
+            f"UPDATE {runs} SET is_deleted = {value} WHERE {scope} "
+            f"AND is_deleted <> {value} AND run_id {condition} ({flagged})",
+            mapping.provider,
+            mapping.table,
+        )
+
+
+def _case(column: str, states: Mapping[str, str]) -> str:
+    whens = " ".join(f"WHEN {_literal(raw)} THEN {_literal(norm)}" for raw, norm in states.items())
+    return f"CASE {column} {whens} END"
+
+
+def _text(warehouse: Warehouse, column: str) -> str:
+    return f"CAST({warehouse.column(column)} AS {warehouse.text_type()})"
+
+
+def _template(warehouse: Warehouse, template: str) -> str:
+    """`https://x/{a}/y/{b}` as SQL concatenation (NULL when a part is NULL)."""
+    parts = re.split(r"\{(\w+)\}", template)
+    sql = [
+        _text(warehouse, part) if index % 2 else _literal(part)
+        for index, part in enumerate(parts)
+        if part
+    ]
+    return " || ".join(sql)
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"

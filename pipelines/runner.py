@@ -22,7 +22,7 @@ from dlt.common.destination import Destination
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from pipelines.metrics import record_sync
+from pipelines.metrics import custom_metrics, record_sync
 from pipelines.registry import Provider
 from sources.common import ProviderAPIError, RequestStats
 
@@ -164,7 +164,7 @@ def _run(
     run_post_load(pipeline, provider)
     after = row_counts(pipeline, provider.tables)
     written = written_counts(pipeline, provider.tables, info.loads_ids)
-    deletes = delete_counts(pipeline)
+    deletes = custom_metrics(pipeline, "deleted:")  # delete changes received per table
     report.tables = [
         table_report(table, before.get(table, 0), after.get(table, 0), written, deletes)
         for table in provider.tables
@@ -318,21 +318,6 @@ def written_counts(
             )
             counts[table] = _scalar(pipeline, sql) or 0
     return counts
-
-
-def delete_counts(pipeline: dlt.Pipeline) -> dict[str, int]:
-    """Delete changes received per table, from the resources' `deleted:<table>` metrics."""
-    trace = pipeline.last_trace
-    extract = trace.last_extract_info if trace else None
-    totals: dict[str, int] = {}
-    for metrics_list in extract.metrics.values() if extract else []:
-        for metrics in metrics_list:
-            for resource in metrics.get("resource_metrics", {}).values():
-                for key, value in (getattr(resource, "custom_metrics", None) or {}).items():
-                    if key.startswith("deleted:"):
-                        table = key.removeprefix("deleted:")
-                        totals[table] = totals.get(table, 0) + int(value)
-    return totals
 
 
 def table_report(

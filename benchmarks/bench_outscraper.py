@@ -12,33 +12,17 @@ and under 400 MB whatever the file size.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 from dlt.sources.helpers.requests import Client
 
+from benchmarks.child import child_sync, print_rss_growth
 from sandbox import Sandbox
 from sandbox.outscraper import DEFAULT_KEY
-
-CHILD = """
-import json, sys, time
-from pipelines import registry
-from pipelines.runner import sync
-options = json.loads(sys.argv[1])
-started = time.perf_counter()
-report = sync(registry.get("outscraper"), source_options=options)
-assert report.ok, report.error
-rows = {t.table: t.total for t in report.tables}
-print(json.dumps({"seconds": time.perf_counter() - started, "rows": rows["task_results"]}))
-"""
 
 
 def raw_download(url: str) -> tuple[float, int, int]:
@@ -52,35 +36,6 @@ def raw_download(url: str) -> tuple[float, int, int]:
     return time.perf_counter() - started, size, lines
 
 
-def child_sync(options: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    """One sync in a child process; adds its peak RSS (MiB), sampled every 20 ms.
-
-    `ru_maxrss` is not used: Linux carries the parent's RSS over fork+exec into the child's
-    maximum, and this parent holds the sandbox's mmap-ed file.
-    """
-    env = {**os.environ, "DLT_DATA_DIR": str(workdir / "dlt")}
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, json.dumps(options)],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    peak = 0
-    watched = psutil.Process(child.pid)
-    while child.poll() is None:
-        with contextlib.suppress(psutil.Error):
-            peak = max(peak, watched.memory_info().rss)
-        time.sleep(0.02)
-    stdout, stderr = child.communicate()
-    if child.returncode:
-        raise SystemExit(f"sync failed:\n{stdout[-3000:]}\n{stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
-    result["peak_rss_mib"] = peak / 2**20
-    return result
-
-
 def measure(megabytes: float) -> dict[str, Any]:
     print(f"\n== {megabytes:g} MB CSV result file: building the sandbox ...", flush=True)
     options = {"tasks": 0, "requests": 0, "large_csv_mb": megabytes}
@@ -92,10 +47,10 @@ def measure(megabytes: float) -> dict[str, Any]:
         raw_s, size, lines = raw_download(f"{url}?sig={task.queue_task_id[:8]}")
         source = {"base_url": sandbox.url("outscraper"), "api_key": DEFAULT_KEY}
         with tempfile.TemporaryDirectory() as tmp:
-            sync = child_sync({**source, "use_webhooks": False}, Path(tmp))
+            sync = child_sync("outscraper", {**source, "use_webhooks": False}, Path(tmp))
     finally:
         sandbox.stop()
-    assert sync["rows"] == task.rows == lines - 1, (sync, task.rows, lines)
+    assert sync["rows"]["task_results"] == task.rows == lines - 1, (sync, task.rows, lines)
     result = {
         "file_mb": size / 1e6,
         "rows": task.rows,
@@ -119,14 +74,7 @@ def main() -> None:
     parser.add_argument("--mb", type=float, action="append", help="file sizes (default 50, 500)")
     args = parser.parse_args()
     results = [measure(size) for size in args.mb or [50, 500]]
-    if len(results) > 1:
-        small, large = results[0], results[-1]
-        if small["peak_rss_mib"] and large["peak_rss_mib"]:
-            growth = large["peak_rss_mib"] / small["peak_rss_mib"]
-            print(
-                f"\npeak RSS {small['file_mb']:.0f} MB -> {large['file_mb']:.0f} MB file: "
-                f"x{growth:.2f} (target: flat, < 400 MiB)"
-            )
+    print_rss_growth(results, "file_mb")  # target: flat, < 400 MiB
     print("\n" + json.dumps(results, indent=2))
 
 

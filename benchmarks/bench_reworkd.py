@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,33 +21,11 @@ from typing import Any
 import orjson
 from dlt.sources.helpers.requests import Client
 
+from benchmarks.child import child_sync, print_rss_growth
 from sandbox import Sandbox
 from sandbox.reworkd import DEFAULT_KEY
 
 GROUP = "bench-group"
-# The child samples its own RSS: getrusage() would also count the pages the fork shared with
-# this process (which holds the whole sandbox) before exec.
-CHILD = """
-import json, sys, threading, time
-import psutil
-from pipelines import registry
-from pipelines.runner import sync
-peak = [0]
-def sample():
-    process = psutil.Process()
-    while True:
-        peak[0] = max(peak[0], process.memory_info().rss)
-        time.sleep(0.05)
-threading.Thread(target=sample, daemon=True).start()
-options = json.loads(sys.argv[1])
-started = time.perf_counter()
-report = sync(registry.get("reworkd"), source_options=options)
-assert report.ok, report.error
-seconds = time.perf_counter() - started
-time.sleep(0.1)
-print(json.dumps({"seconds": seconds, "requests": report.stats.requests,
-                  "rows": report.tables[0].total, "peak_rss_mib": peak[0] / 2**20}))
-"""
 
 
 def raw_fetch(base_url: str) -> tuple[float, int]:
@@ -70,21 +45,6 @@ def raw_fetch(base_url: str) -> tuple[float, int]:
             return time.perf_counter() - started, items
 
 
-def child_sync(options: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    """One sync in a child process: its wall time, requests, rows and peak RSS (MiB)."""
-    env = {**os.environ, "DLT_DATA_DIR": str(workdir / "dlt")}
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(options)],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
-
-
 def measure(rows: int) -> dict[str, Any]:
     print(f"\n== {rows:,} outputs: building the sandbox ...", flush=True)
     sandbox = Sandbox.start_default({"reworkd": {"groups": [GROUP], "records_per_group": rows}})
@@ -94,13 +54,13 @@ def measure(rows: int) -> dict[str, Any]:
         options = {"base_url": base_url, "api_key": DEFAULT_KEY, "group_ids": [GROUP]}
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
-            full = child_sync(options, workdir)
+            full = child_sync("reworkd", options, workdir)
             sandbox.requests.clear()
-            again = child_sync(options, workdir)
+            again = child_sync("reworkd", options, workdir)
             no_change_requests = len(sandbox.requests.entries("reworkd"))
     finally:
         sandbox.stop()
-    assert full["rows"] == raw_items == rows, (full, raw_items)
+    assert full["rows"]["outputs"] == raw_items == rows, (full, raw_items)
     result = {
         "rows": rows,
         "raw_s": raw_seconds,
@@ -126,11 +86,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, action="append", help="sizes (default 200000)")
     args = parser.parse_args()
     results = [measure(rows) for rows in args.rows or [200_000]]
-    if len(results) > 1:
-        small, large = results[0], results[-1]
-        if small["peak_rss_mib"] and large["peak_rss_mib"]:
-            growth = large["peak_rss_mib"] / small["peak_rss_mib"]
-            print(f"\npeak RSS {small['rows']:,} -> {large['rows']:,} rows: x{growth:.2f}")
+    print_rss_growth(results, "rows")
     print("\n" + json.dumps(results, indent=2))
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import re
 import socket
+import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,7 +28,8 @@ import orjson
 
 from sandbox.base import ProviderAPI, SandboxRequest, SandboxResponse
 
-FAULT_KINDS = ("status", "delay", "drop", "truncate", "html", "malformed", "empty")
+FAULT_KINDS = ("status", "delay", "drop", "truncate", "html", "malformed", "empty", "mutate")
+MUTATIONS = ("set", "drop", "add")
 
 
 @dataclass
@@ -41,7 +43,10 @@ class FaultRule:
             answer normally), drop (close the connection without answering), truncate (send a
             partial body), html (200 with an HTML page), malformed (200 with broken JSON),
             empty (answer normally but with the list at dotted path `body` emptied, the whole
-            body when `body` is "": a page silently dropped, totals and cursors untouched).
+            body when `body` is "": a page silently dropped, totals and cursors untouched),
+            mutate (answer normally, then change every JSON object of the body holding key
+            `field`: `op` "set" gives it `value`, "drop" removes it; `op` "add" gives `field` =
+            `value` to every object holding key `anchor`: bad input and schema drift).
         times: how many matching requests fail (None: all of them).
         skip: let this many matching requests through first.
     """
@@ -56,6 +61,10 @@ class FaultRule:
     times: int | None = 1
     skip: int = 0
     method: str | None = None
+    field: str = ""
+    value: Any = None
+    op: str = "set"
+    anchor: str = ""
 
     def matches(self, provider: str, request: SandboxRequest) -> bool:
         if self.provider not in ("*", provider):
@@ -87,6 +96,8 @@ class FaultInjector:
     def add(self, rule: FaultRule) -> None:
         if rule.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {rule.kind!r}; one of {FAULT_KINDS}")
+        if rule.kind == "mutate" and (rule.op not in MUTATIONS or not rule.field):
+            raise ValueError(f"a mutate fault needs a `field` and an `op` in {MUTATIONS}")
         with self._lock:
             self._rules.append(rule)
 
@@ -244,10 +255,48 @@ def _emptied(response: SandboxResponse, path: str) -> SandboxResponse:
     return SandboxResponse(response.status, orjson.dumps(payload), dict(response.headers))
 
 
+def _mutated(response: SandboxResponse, rule: FaultRule) -> SandboxResponse:
+    """`response` with every JSON object holding `rule.field` (`rule.anchor` for "add")
+    changed as the rule says; a body that is not JSON is left as it is."""
+    try:
+        payload = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        return response
+    key = rule.anchor if rule.op == "add" else rule.field
+    for node in _objects(payload):
+        if key not in node:
+            continue
+        if rule.op == "drop":
+            del node[rule.field]
+        else:
+            node[rule.field] = rule.value
+    return SandboxResponse(response.status, orjson.dumps(payload), dict(response.headers))
+
+
+def _objects(node: Any) -> Iterator[dict[str, Any]]:
+    """Every JSON object inside `node` (itself included), depth first."""
+    if isinstance(node, dict):
+        yield node
+        children: Iterable[Any] = list(node.values())
+    elif isinstance(node, list):
+        children = node
+    else:
+        return
+    for child in children:
+        yield from _objects(child)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (a killed sync, a timed-out read) is routine here; any
+        other error still gets the default traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -329,6 +378,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self.sandbox.dispatch(provider, request)
         if fault.kind == "empty":
             return _emptied(self.sandbox.dispatch(provider, request), fault.body)
+        if fault.kind == "mutate":
+            return _mutated(self.sandbox.dispatch(provider, request), fault)
         if fault.kind == "html":
             page = fault.body or "<html><body><h1>502 Bad Gateway</h1></body></html>"
             return SandboxResponse(200, page.encode(), {"Content-Type": "text/html"})

@@ -43,7 +43,7 @@ from sources.reworkd.settings import (
     MAX_PAGE_SIZE,
     OUTPUTS_PATH,
 )
-from sources.reworkd.transform import MissingFieldsError, history_table, page_tables
+from sources.reworkd.transform import MalformedOutputError, conform, history_table, page_tables
 
 
 def _fastapi_error(body: Any) -> str | None:
@@ -222,6 +222,7 @@ def outputs(
         if not page:
             continue
         outputs_page, files_page = _tables(page, group_id, load_id)
+        outputs_page = conform(outputs_page, loaded_types("outputs"))
         deletes = pc.sum(outputs_page["_deleted"]).as_py() or 0
         metrics["deleted:outputs"] = metrics.get("deleted:outputs", 0) + deletes
         # column hints go with the table variant, not the resource, so that the other tables
@@ -259,11 +260,17 @@ def outputs(
             )
 
 
+def loaded_types(table: str) -> dict[str, str]:
+    """Column name -> dlt data type of `table` as the schema knows it (earlier loads, pages)."""
+    columns = dlt.current.source_schema().tables.get(table, {}).get("columns", {})
+    return {name: column["data_type"] for name, column in columns.items() if "data_type" in column}
+
+
 def _tables(page: list[Any], group_id: str, load_id: str) -> tuple[pa.Table, pa.Table]:
     """Refuse a page that lacks documented fields instead of loading half a record."""
     try:
         return page_tables(page, group_id, load_id)
-    except MissingFieldsError as exc:
+    except MalformedOutputError as exc:
         raise ProviderAPIError(
             "reworkd",
             "GET",

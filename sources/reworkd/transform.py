@@ -12,26 +12,41 @@ field becomes JSON text. Both paths give the same columns.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from dlt.common.libs.pyarrow import get_column_type_from_py_arrow
 
-from sources.reworkd.settings import FILE_FIELDS, FLATTENED_FIELDS, SCALAR_FIELDS, TIMESTAMP_FIELDS
+from sources.reworkd.settings import (
+    CHANGE_TYPES,
+    FILE_FIELDS,
+    FLATTENED_FIELDS,
+    SCALAR_FIELDS,
+    TIMESTAMP_FIELDS,
+)
 
 UTC_TS = pa.timestamp("us", tz="UTC")
 # `_version` = zero-padded (update_date in µs, id): sorts like "latest change wins, then id".
 _VERSION_WIDTH = 20
 OUTPUT_KEYS = ("group_id", "key_hash", "_version", "update_date", "value_hash")
 INFERENCE_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
+# an undocumented top-level field is schema drift: it lands as a column (nested ones as JSON)
+# rather than being dropped; the documented nested ones are flattened or go to `files`
+KNOWN_FIELDS = frozenset((*SCALAR_FIELDS, *FLATTENED_FIELDS, "files"))
+KNOWN_CHANGES = pa.array(CHANGE_TYPES, pa.string())
 # fields without which an output cannot be placed: its cursor, its identity, its change
 REQUIRED_FIELDS = ("id", "key_hash", "change_type", "create_date")
 
 
-class MissingFieldsError(ValueError):
-    """Outputs of a page lack documented fields (a malformed response)."""
+class MalformedOutputError(ValueError):
+    """Outputs of a page that cannot be loaded as documented (a malformed response)."""
+
+
+class MissingFieldsError(MalformedOutputError):
+    """Outputs of a page lack documented fields."""
 
     def __init__(self, names: list[str]) -> None:
         super().__init__(f"an output lacks {', '.join(names)}")
@@ -110,14 +125,11 @@ def _finish_outputs(columns: dict[str, pa.Array], group_id: str, load_id: str) -
         raise MissingFieldsError(missing)
     for name in TIMESTAMP_FIELDS:
         if name in columns:
-            columns[name] = parse_timestamps(columns[name])
-    # the oldest doc version has no `update_date`: a record's change time is then its creation
-    if "update_date" in columns and "create_date" in columns:
-        columns["update_date"] = pc.coalesce(columns["update_date"], columns["create_date"])
-    elif "create_date" in columns:
-        columns["update_date"] = columns["create_date"]
+            columns[name] = _typed(name, "an ISO 8601 time", parse_timestamps, columns[name])
+    _check_change_types(columns["change_type"])
+    columns["update_date"] = _change_times(columns)
     size = len(next(iter(columns.values())))
-    columns["id"] = pc.cast(columns["id"], pa.int64())
+    columns["id"] = _typed("id", "an integer", lambda ids: pc.cast(ids, pa.int64()), columns["id"])
     columns["group_id"] = pa.array([group_id] * size, pa.string())
     columns["_deleted"] = pc.fill_null(pc.equal(columns["change_type"], "DELETE"), False)
     columns["_version"] = version_keys(columns["update_date"], columns["id"])
@@ -125,6 +137,71 @@ def _finish_outputs(columns: dict[str, pa.Array], group_id: str, load_id: str) -
     # a column that is null on the whole page has no type yet; a later page will add it
     typed = {name: array for name, array in columns.items() if array.type != pa.null()}
     return with_required(pa.table(typed), ("group_id", "key_hash", "_version"))
+
+
+# dlt data types a page column can be cast to when an earlier load fixed the column's type
+ARROW_TYPES: Final = {
+    "bigint": pa.int64(),
+    "double": pa.float64(),
+    "text": pa.string(),
+    "bool": pa.bool_(),
+    "timestamp": UTC_TS,
+}
+
+
+def conform(table: pa.Table, loaded: Mapping[str, str]) -> pa.Table:
+    """Make a page fit column types already loaded (`loaded`: column name -> dlt data type).
+
+    The `data` of an output is the user's own schema, and a field changes type ("price": 12
+    then "N/A"). dlt does not reconcile Arrow pages with its schema: the load would fail on
+    the cast. As dlt's row normalizer does, a value that casts losslessly is cast ("12" -> 12),
+    and a column whose values do not fit goes to a variant column `<name>__v_<type>`.
+    """
+    for index, name in enumerate(table.column_names):
+        target = ARROW_TYPES.get(loaded.get(name, ""))
+        column = table.column(index)
+        if target is None or column.type == target:
+            continue
+        try:
+            table = table.set_column(index, name, pc.cast(column, target, safe=True))
+        except INFERENCE_ERRORS:
+            page_type = get_column_type_from_py_arrow(column.type)["data_type"]
+            table = table.rename_columns(
+                [f"{name}__v_{page_type}" if n == name else n for n in table.column_names]
+            )
+    return table
+
+
+def _typed(name: str, kind: str, cast: Callable[[pa.Array], pa.Array], values: pa.Array) -> Any:
+    """`cast(values)`, or the error saying which documented field holds what instead."""
+    try:
+        return cast(values)
+    except INFERENCE_ERRORS as exc:
+        raise MalformedOutputError(f"`{name}` is not {kind} ({exc})") from None
+
+
+def _check_change_types(change_types: pa.Array) -> None:
+    """Refuse a change type the docs do not list: whether it deletes the record is unknown,
+    and guessing would either resurrect deleted records or drop live ones."""
+    unknown = pc.unique(pc.filter(change_types, pc.invert(pc.is_in(change_types, KNOWN_CHANGES))))
+    if len(unknown):
+        raise MalformedOutputError(
+            f"unknown change_type {unknown.to_pylist()} (documented: {', '.join(CHANGE_TYPES)})"
+        )
+
+
+def _change_times(columns: dict[str, pa.Array]) -> pa.Array:
+    """`update_date`, the cursor. The oldest doc version has none: a CREATE's change time is
+    then its `create_date`. An UPDATE or DELETE without one cannot be placed in time (its
+    `create_date` is the record's, older than the watermark): that page is malformed."""
+    created = columns["create_date"]
+    updated = columns.get("update_date")
+    if updated is None:
+        updated = pa.nulls(len(created), created.type)
+    unplaced = pc.and_(pc.is_null(updated), pc.not_equal(columns["change_type"], "CREATE"))
+    if pc.any(unplaced).as_py():
+        raise MissingFieldsError(["update_date (on an UPDATE or DELETE change)"])
+    return pc.coalesce(updated, created)
 
 
 def with_required(table: pa.Table, names: Iterable[str]) -> pa.Table:
@@ -140,6 +217,11 @@ def _as_text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
     return orjson.dumps(value).decode()
+
+
+def _scalar(value: Any) -> Any:
+    """A value as a column value: nested ones as JSON text, as `_text_column` makes them."""
+    return _as_text(value) if isinstance(value, (Mapping, list)) else value
 
 
 def _text_column(array: pa.Array) -> pa.Array:
@@ -165,6 +247,9 @@ def _struct_columns(page: pa.StructArray) -> dict[str, pa.Array]:
     for name in FLATTENED_FIELDS:
         if name in present and pa.types.is_struct(page.type.field(name).type):
             _flatten_struct(name, pc.struct_field(page, name), columns)
+    for name in sorted(present - KNOWN_FIELDS):
+        child = pc.struct_field(page, name)
+        columns[name] = _text_column(child) if pa.types.is_nested(child.type) else child
     return columns
 
 
@@ -282,6 +367,7 @@ def outputs_table(items: list[dict[str, Any]], group_id: str, load_id: str) -> p
     rows = []
     for item in items:
         row = {field: item.get(field) for field in SCALAR_FIELDS}
+        row.update({name: _scalar(item[name]) for name in sorted(item.keys() - KNOWN_FIELDS)})
         for field in FLATTENED_FIELDS:
             nested = item.get(field)
             if isinstance(nested, Mapping):

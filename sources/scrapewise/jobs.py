@@ -29,7 +29,7 @@ from dlt.common import logger
 
 from sources.common import ProviderAPIError, ProviderRESTClient, iso_z
 from sources.scrapewise.settings import HISTORY_SORT, LOAD_HISTORY_PATH
-from sources.scrapewise.transform import timestamp
+from sources.scrapewise.transform import TIMESTAMP_FIELDS, timestamp
 
 REQUIRED_FIELDS = ("id", "groupId", "state")
 
@@ -109,20 +109,29 @@ def _within(page: list[Any], floor: pendulum.DateTime | None) -> tuple[list[dict
             name for name in REQUIRED_FIELDS if not isinstance(run, dict) or not run.get(name)
         ]
         if missing:
-            raise ProviderAPIError(
-                "scrapewise",
-                "GET",
-                LOAD_HISTORY_PATH,
-                200,
-                f"malformed response: a run lacks {', '.join(missing)}",
-                "nothing of this sync was loaded; retry later or report it to Scrapewise",
-            )
+            raise _malformed(f"a run lacks {', '.join(missing)}")
+        # null is a run not started or finished yet; anything else must be a time: `started`
+        # orders the list and sets the watermark, a guess would misplace both
+        for name in TIMESTAMP_FIELDS:
+            if run.get(name) is not None and timestamp(run[name]) is None:
+                raise _malformed(f"run {run['id']} has `{name}` {run[name]!r}, not an ISO time")
         started = timestamp(run.get("started"))
         # Mongo sorts a missing `started` last under DESC [I]; such a run is kept, never a stop
         if floor is not None and started is not None and started < floor:
             return kept, True
         kept.append(run)
     return kept, False
+
+
+def _malformed(detail: str) -> ProviderAPIError:
+    return ProviderAPIError(
+        "scrapewise",
+        "GET",
+        LOAD_HISTORY_PATH,
+        200,
+        f"malformed response: {detail}",
+        "nothing of this sync was loaded; retry later or report it to Scrapewise",
+    )
 
 
 @dataclass
@@ -167,7 +176,7 @@ class ScopeMark:
         total = seen.totals[0] if seen.totals else None
         if total is None:
             return True  # no count to check against (a proxy or an older API version)
-        if seen.reached_end and seen.floor is None:
+        if seen.reached_end:  # the whole list was read, newest to oldest: every run was seen
             return len(seen.ids) == total
         expected = self.expected_total(seen)
         return expected is None or expected == total

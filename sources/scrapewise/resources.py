@@ -71,6 +71,7 @@ def jobs(
     was_open = dict(open_runs)
     floors = {scope.key: _floor(scope, marks, was_open, start) for scope in scopes}
     yielded: set[str] = set()
+    unsettled: list[Scope] = []  # scopes whose read did not add up: nothing there is gone
     for scope in scopes:
         mark = ScopeMark.load(marks.get(scope.key))
         seen = Pass(floors[scope.key])
@@ -83,6 +84,7 @@ def jobs(
             yield from _fresh(pages, yielded, open_runs)
             if not ScopeMark().consistent(seen):
                 logger.warning(f"scrapewise jobs {scope.key}: still moving; read again next sync")
+                unsettled.append(scope)
                 continue
             reconciled[scope.key] = {
                 "filters": dict(scope.filters),
@@ -90,7 +92,8 @@ def jobs(
                 "since": iso_z(start) if start else None,
             }
         marks[scope.key] = mark.advanced(seen).dump()
-    yield from _vanished(was_open, open_runs, yielded, scopes)
+    settled = [scope for scope in scopes if scope not in unsettled]
+    yield from _vanished(was_open, open_runs, yielded, settled, unsettled)
 
 
 def _floor(
@@ -115,7 +118,13 @@ def _fresh(
             if run["id"] in yielded:
                 continue
             yielded.add(run["id"])
-            if run["state"] in ACTIVE_STATES and not run.get("deleted"):
+            if run["state"] not in TERMINAL_STATES and not run.get("deleted"):
+                # an undocumented state is taken as still open: read again until it is final
+                if run["state"] not in ACTIVE_STATES:
+                    logger.warning(
+                        f"scrapewise: run {run['id']} has undocumented state {run['state']!r}: "
+                        "kept as sent and read again next sync until it is terminal"
+                    )
                 open_runs[run["id"]] = run
             else:
                 open_runs.pop(run["id"], None)
@@ -128,15 +137,20 @@ def _vanished(
     was_open: dict[str, dict[str, Any]],
     open_runs: dict[str, dict[str, Any]],
     yielded: set[str],
-    scopes: list[Scope],
+    settled: list[Scope],
+    unsettled: list[Scope],
 ) -> Iterator[list[dict[str, Any]]]:
-    """Open runs the history no longer lists although it was read past their start."""
+    """Open runs the history no longer lists although a consistent read went past their start.
+
+    A run of a scope whose read did not add up (pages missing, the list moving) may just not
+    have been seen: it stays open and is looked for again next sync.
+    """
     rows = []
     for run_id, run in was_open.items():
-        if run_id in yielded:
+        if run_id in yielded or any(scope.matches(run) for scope in unsettled):
             continue
         open_runs.pop(run_id, None)
-        if any(scope.matches(run) for scope in scopes):
+        if any(scope.matches(run) for scope in settled):
             logger.warning(f"scrapewise: run {run_id} vanished from the history; kept, marked")
             rows.append(job_row(run, vanished=True))
     if rows:

@@ -29,7 +29,7 @@ import orjson
 from sandbox.base import ProviderAPI, SandboxRequest, SandboxResponse
 
 FAULT_KINDS = ("status", "delay", "drop", "truncate", "html", "malformed", "empty", "mutate")
-MUTATIONS = ("set", "drop", "add")
+MUTATIONS = ("set", "drop", "add", "text")
 
 
 @dataclass
@@ -45,8 +45,9 @@ class FaultRule:
             empty (answer normally but with the list at dotted path `body` emptied, the whole
             body when `body` is "": a page silently dropped, totals and cursors untouched),
             mutate (answer normally, then change every JSON object of the body holding key
-            `field`: `op` "set" gives it `value`, "drop" removes it; `op` "add" gives `field` =
-            `value` to every object holding key `anchor`: bad input and schema drift).
+            `field`: `op` "set" gives it `value`, "drop" removes it, "text" sends its value as
+            JSON text (a number turning into a string); `op` "add" gives `field` = `value` to
+            every object holding key `anchor`: bad input and schema drift).
         times: how many matching requests fail (None: all of them).
         skip: let this many matching requests through first.
     """
@@ -268,6 +269,9 @@ def _mutated(response: SandboxResponse, rule: FaultRule) -> SandboxResponse:
             continue
         if rule.op == "drop":
             del node[rule.field]
+        elif rule.op == "text":
+            value = node[rule.field]
+            node[rule.field] = value if isinstance(value, str) else orjson.dumps(value).decode()
         else:
             node[rule.field] = rule.value
     return SandboxResponse(response.status, orjson.dumps(payload), dict(response.headers))

@@ -357,6 +357,17 @@ def parse_datetime(value: str | pendulum.DateTime | None) -> pendulum.DateTime |
     return parsed.in_timezone("UTC")
 
 
+def is_iso_time(value: Any) -> bool:
+    """Whether `value` is an ISO 8601 date or date-time text, as `parse_datetime` reads it."""
+    if not isinstance(value, str):
+        return False
+    try:
+        parse_datetime(value)
+    except ValueError:  # pendulum's ParserError included
+        return False
+    return True
+
+
 def iso_z(value: pendulum.DateTime) -> str:
     """`YYYY-MM-DDTHH:MM:SSZ` in UTC: the form providers' date filters document."""
     return value.in_timezone("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -19,6 +19,8 @@ sandbox's truth: nothing lost, nothing duplicated.
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,12 +39,14 @@ class Case:
     """One change to every matching object of the answer, and what the sync must do."""
 
     name: str
-    op: str  # mutate op: set | drop | add
+    op: str  # mutate op: set | drop | add | text
     field: str
     value: Any = None
     anchor: str = ""
     expect: str = "ok"  # ok | catch_up | a text the error must contain
     column: str | None = None  # ok: this column must now exist in `table` (schema drift)
+    path: str | None = None  # another answer than the provider's usual one
+    value_of: Callable[[Any], Any] | None = None  # `value` computed from the sandbox's API
 
 
 @dataclass(frozen=True)
@@ -94,17 +98,26 @@ PROVIDERS: dict[str, Provider] = {
     ),
     "opencx": Provider(
         r"^/crawl/[^/]+/crawls$",
-        "/crawls",
+        "/crawl",
         "crawl_jobs",
         {"rate_limit": 1000},
         {"page_size": 2},
         (
             Case("new field", "add", NEW_FIELD, "eu-west", "datasource_id", column=NEW_FIELD),
-            Case("field changes type", "set", "started_at", 1740101400),
+            Case("field changes type", "text", "total_pages"),
             Case("cursor of wrong type", "set", "updated_at", "yesterday", expect="malformed"),
-            Case("cursor missing", "drop", "updated_at", expect="malformed"),
+            # kept, never used for the watermark (the early stop goes by created_at)
+            Case("cursor missing", "drop", "updated_at"),
             Case("unknown status", "set", "status", "queued", expect="catch_up", column="status"),
-            Case("cursor repeats", "set", "next", "c2FtZQ", expect="pagination loops"),
+            # a valid cursor (the first datasource's), answered again and again
+            Case(
+                "cursor repeats",
+                "set",
+                "next",
+                path=r"^/crawl$",
+                value_of=lambda api: first_cursor(api.datasources),
+                expect="pagination loops",
+            ),
             Case("pages stop early", "set", "next", None, expect="catch_up"),
         ),
     ),
@@ -142,6 +155,12 @@ PROVIDERS: dict[str, Provider] = {
 }
 
 
+def first_cursor(rows: dict[str, dict[str, Any]]) -> str:
+    """open.cx's cursor naming the first row of a `created_at`-ordered list."""
+    first = min(rows.values(), key=lambda row: (row["created_at"], row["id"]))
+    return base64.urlsafe_b64encode(first["id"].encode()).decode()
+
+
 def columns(provider: str, table: str) -> set[str]:
     schema = pipeline_for(provider).default_schema
     return set(schema.tables[table]["columns"]) if table in schema.tables else set()
@@ -165,11 +184,11 @@ def apply_case(run: Run, spec: Provider, case: Case) -> None:
     before = snapshot(provider)
     rule = FaultRule(
         provider=provider,
-        path=spec.path,
+        path=case.path or spec.path,
         kind="mutate",
         op=case.op,
         field=case.field,
-        value=case.value,
+        value=case.value_of(run.api) if case.value_of else case.value,
         anchor=case.anchor,
         times=None,
     )
@@ -194,7 +213,8 @@ def apply_case(run: Run, spec: Provider, case: Case) -> None:
             assert values - {None}, f"{case.name}: {case.column} holds nothing"
     else:
         assert not report.ok, f"{case.name}: the sync accepted it"
-        assert report.error and report.error.startswith(f"{provider}:"), report.error
+        assert report.error
+        assert report.error.startswith(f"{provider}:"), report.error
         assert case.expect in report.error, f"{case.name}: {report.error}"
         assert spec.endpoint in report.error, f"{case.name}: {report.error}"
         assert snapshot(provider) == before, f"{case.name}: a failed sync changed data or state"

@@ -27,6 +27,7 @@ from sources.common import (
     ProviderAPIError,
     ProviderRESTClient,
     RequestStats,
+    is_iso_time,
     iso_z,
     log_pages,
     parse_datetime,
@@ -46,6 +47,7 @@ from sources.opencx.settings import (
     DEFAULT_LOOKBACK_SECONDS,
     DEFAULT_PACING_WINDOW_SECONDS,
     DEFAULT_REQUESTS_PER_MINUTE,
+    JOB_TIME_FIELDS,
     PAGE_SIZE_PARAM,
     UPDATED_AFTER_PARAM,
 )
@@ -300,11 +302,31 @@ def _history(
     walk = HistoryWalk(cutoff)
     path = endpoint_path("list_crawl_jobs", datasource_id=ds_id)
     for page in log_pages(PROVIDER, f"crawl jobs of {ds_id}", client.paginate(path, params=params)):
+        check_times(page, path)
         rows = [job_row(job) for job in page if updated_since(job, cutoff)]
         if rows:
             yield rows
         if walk.exhausted_after(page):
             break
+
+
+def check_times(jobs: list[dict[str, Any]], path: str) -> None:
+    """Refuse a job whose times are not times: `updated_at` sets the watermark and the order
+    of re-reads, `created_at` the early stop; a guess would skip or misplace jobs. Null is
+    fine (a job not started or finished yet)."""
+    for job in jobs:
+        for name in JOB_TIME_FIELDS:
+            value = job.get(name)
+            if value is not None and not is_iso_time(value):
+                raise ProviderAPIError(
+                    PROVIDER,
+                    "GET",
+                    path,
+                    200,
+                    f"malformed response: job {job.get('id')} has `{name}` {value!r}, "
+                    "not an ISO 8601 time",
+                    "nothing of this sync was loaded; retry later or report it to open.cx",
+                )
 
 
 def _reread(
@@ -316,7 +338,9 @@ def _reread(
         if job_id in seen:
             continue
         try:
-            rows.append(job_row(get_crawl_job(client, ds_id, job_id)))
+            job = get_crawl_job(client, ds_id, job_id)
+            check_times([job], endpoint_path("get_crawl_job", datasource_id=ds_id, job_id=job_id))
+            rows.append(job_row(job))
         except ProviderAPIError as exc:
             if exc.status != 404:
                 raise

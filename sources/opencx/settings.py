@@ -85,6 +85,7 @@ DATASOURCE_FIELDS: Final = (
     "updated_at",
 )
 PAGE_STATS_FIELDS: Final = ("total", "synced", "pending", "error", "excluded")
+JOB_TIME_FIELDS: Final = ("started_at", "completed_at", "created_at", "updated_at")
 ACTIVE_JOB_FIELDS: Final = (
     "id",
     "status",

@@ -21,6 +21,7 @@ from sources.opencx.settings import (
 def datasource_row(item: Mapping[str, Any]) -> dict[str, Any]:
     """A datasource with `page_stats` and `active_crawl_job` flattened (`page_stats__total`)."""
     row: dict[str, Any] = {name: item.get(name) for name in DATASOURCE_FIELDS}
+    row.update(undocumented(item, ("page_stats", "active_crawl_job")))
     stats = item.get("page_stats") or {}
     row.update({f"page_stats__{name}": stats.get(name) for name in PAGE_STATS_FIELDS})
     active = item.get("active_crawl_job") or {}
@@ -28,6 +29,12 @@ def datasource_row(item: Mapping[str, Any]) -> dict[str, Any]:
     row["is_deleted"] = False
     row["deleted_at"] = None
     return row
+
+
+def undocumented(item: Mapping[str, Any], handled: Sequence[str] = ()) -> dict[str, Any]:
+    """Fields the docs do not list: schema drift lands as new columns instead of vanishing."""
+    known = {*DATASOURCE_FIELDS, *JOB_FIELDS, *handled}
+    return {name: value for name, value in item.items() if name not in known}
 
 
 def deleted_marker(last_seen: Mapping[str, Any], at: pendulum.DateTime) -> dict[str, Any]:
@@ -42,6 +49,7 @@ def deleted_marker(last_seen: Mapping[str, Any], at: pendulum.DateTime) -> dict[
 def job_row(job: Mapping[str, Any]) -> dict[str, Any]:
     """A crawl job with its derived `duration_s` and `is_terminal`."""
     row: dict[str, Any] = {name: job.get(name) for name in JOB_FIELDS}
+    row.update(undocumented(job))
     row["duration_s"] = duration_seconds(job.get("started_at"), job.get("completed_at"))
     row["is_terminal"] = job.get("status") in TERMINAL_STATUSES
     row["is_deleted"] = False

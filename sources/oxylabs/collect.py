@@ -32,6 +32,8 @@ from sources.oxylabs.settings import (
     CODE_RETRY_FREE,
     CODE_TOO_MANY_RETRIES,
     JOB_PATH,
+    JOB_STATUSES,
+    RESULT_FIELDS,
     RESULTS_PATH,
 )
 
@@ -161,9 +163,15 @@ class Collector:
             parse_code = content.get("parse_status_code") if isinstance(content, dict) else None
             reason = _fault_reason(code, parse_code, codes)
             return Outcome(job, "faulted", [], code or parse_code, reason, finished)
+        if status not in JOB_STATUSES:
+            logger.warning(
+                f"oxylabs: job {job['job_id']} has undocumented status {status!r}: "
+                "taken as pending and polled again next sync"
+            )
+            status = "pending"
         if status == "pending":
             return Outcome(job, "pending")
-        rows = [result_row(job, page) for page in pages]
+        rows = [result_row(job, page, index) for index, page in enumerate(pages, 1)]
         return Outcome(job, "done", rows, finished_at=finished)
 
     def _from_storage(self, job: dict[str, Any], params: dict[str, Any]) -> Outcome:
@@ -210,12 +218,31 @@ def _fault_reason(code: int | None, parse_code: Any, codes: list[Any]) -> str:
     return f"faulted (target status {codes})"
 
 
-def result_row(job: dict[str, Any], page: dict[str, Any]) -> dict[str, Any]:
-    """One `results` row: raw HTML stays a string; parsed objects are flattened by dlt."""
+def page_number(job: dict[str, Any], value: Any) -> int:
+    """The page number, part of the primary key: a positive integer or the answer is broken."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ProviderAPIError(
+            "oxylabs",
+            "GET",
+            RESULTS_PATH.format(job_id=job["job_id"]),
+            200,
+            f"malformed response: result page {value!r} is not a page number",
+            "nothing of this sync was loaded; retry later or report it to Oxylabs",
+        )
+    return value
+
+
+def result_row(job: dict[str, Any], page: dict[str, Any], position: int = 1) -> dict[str, Any]:
+    """One `results` row: raw HTML stays a string; parsed objects are flattened by dlt.
+
+    Undocumented fields of a page are schema drift and land as columns. A page without its
+    `page` number takes its position in the answer (1-based), as the API numbers them.
+    """
     params = orjson.loads(job["params"] or "{}")
-    row = {
+    row = {name: value for name, value in page.items() if name not in RESULT_FIELDS}
+    row |= {
         "job_id": str(job["job_id"]),
-        "page": int(page.get("page") or 1),
+        "page": page_number(job, page.get("page", position)),
         "query": job["value"] if job["kind"] == "query" else None,
         "source": params.get("source"),
         "url": page.get("url"),

@@ -42,6 +42,18 @@ KNOWN_PARAMS: Final = (
     "markdown",
 )
 JOB_STATUSES: Final = ("pending", "done", "faulted")
+# documented fields of one page of `results`; others are schema drift (new columns)
+RESULT_FIELDS: Final = (
+    "content",
+    "created_at",
+    "updated_at",
+    "page",
+    "url",
+    "job_id",
+    "status_code",
+    "type",
+    "parser_type",
+)
 # 612 "Undefined Internal Error: the job failed; retry at no extra cost"; 613 "Faulted After
 # Too Many Retries" (api-notes §4.7). 612 jobs are worth resubmitting, 613 ones are not (Oxylabs
 # already retried them many times), unless the user asks.

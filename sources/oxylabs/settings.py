@@ -74,14 +74,3 @@ CALLBACKER_IPS_TTL: Final = 3600.0
 # Marker put into `client_notes` so a callback of a job whose submission answer was lost still
 # tells which journal batch it belongs to.
 TAG_PREFIX: Final = "scrapesync:"
-
-RESULT_FIELDS: Final = (
-    "job_id",
-    "page",
-    "url",
-    "status_code",
-    "type",
-    "created_at",
-    "updated_at",
-    "parser_type",
-)

@@ -263,7 +263,9 @@ def outputs(
 def loaded_types(table: str) -> dict[str, str]:
     """Column name -> dlt data type of `table` as the schema knows it (earlier loads, pages)."""
     columns = dlt.current.source_schema().tables.get(table, {}).get("columns", {})
-    return {name: column["data_type"] for name, column in columns.items() if "data_type" in column}
+    return {
+        name: str(column["data_type"]) for name, column in columns.items() if "data_type" in column
+    }
 
 
 def _tables(page: list[Any], group_id: str, load_id: str) -> tuple[pa.Table, pa.Table]:

@@ -59,7 +59,8 @@ class Fault:
     fails_with: str | None = None  # None: the sync must succeed despite the faults
 
 
-def status(code: int, times: int | None = 1, **headers: str) -> FaultRule:
+def status(code: int, times: int | None = 1, retry_after: str | None = None) -> FaultRule:
+    headers = {} if retry_after is None else {"Retry-After": retry_after}
     return FaultRule(kind="status", status=code, headers=headers, times=times)
 
 
@@ -70,9 +71,9 @@ def kind(name: str, times: int | None = 1, **fields: Any) -> FaultRule:
 FAULTS = [
     Fault(
         "429 with Retry-After 1, without, with 0",
-        (status(429, **{"Retry-After": "1"}), status(429), status(429, **{"Retry-After": "0"})),
+        (status(429, retry_after="1"), status(429), status(429, retry_after="0")),
     ),
-    Fault("429 asking for a day", (status(429, None, **{"Retry-After": "86400"}),), "asks to wait"),
+    Fault("429 asking for a day", (status(429, None, retry_after="86400"),), "asks to wait"),
     Fault("500, 502, 503", (status(500), status(502), status(503))),
     Fault("503 for good", (status(503, None),), "gave up"),
     Fault(

@@ -337,7 +337,7 @@ def test_sandbox_rejects_what_the_real_api_rejects(rw: Any) -> None:
     assert requests.get(url, headers=auth, params={"created_after": "yesterday"}).status_code == 422
     assert requests.get(url).status_code == 403
     assert requests.get(url, headers={"Authorization": "Bearer nope"}).status_code == 401
-    page = requests.get(url, headers=auth, params={"limit": 2, "region": "US-CA"}).json()
+    page = requests.get(url, headers=auth, params={"limit": "2", "region": "US-CA"}).json()
     assert all(item["tags"]["region"] == "US-CA" for item in page["items"])
     assert "/v1/items?cursor=" in page["metadata"]["next_url"]
 

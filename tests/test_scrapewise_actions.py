@@ -151,7 +151,7 @@ def test_given_an_expired_preview_then_the_delete_is_refused(sw: Any) -> None:
     assert "PREVIEW_TOKEN_EXPIRED" in str(failure.value)
     assert any(run == job for run, _ in sw.api.truth()["rows"])
     with pytest.raises(TypeError):
-        commit_delete(api, job)  # a job id is not a preview
+        commit_delete(api, job)  # type: ignore[arg-type]  # a job id is not a preview
 
 
 def test_given_run_and_stop_then_the_scraper_moves_through_its_states(sw: Any, capsys: Any) -> None:

@@ -167,6 +167,10 @@ def record_sync(pipeline: dlt.Pipeline | None, provider: Provider, report: SyncR
     """Refresh `scrape_runs`, run the checks, write `sync_runs`/`sync_checks`; never raises."""
     if pipeline is None:
         return
+    if pipeline.destination.destination_type.endswith(".filesystem"):
+        # its SQL is read-only views over the files: the tables are written with SQL
+        logger.info(f"{provider.name}: sync_runs / scrape_runs need a SQL destination; skipped")
+        return
     try:
         _record(pipeline, provider, report)
     except Exception as exc:  # the sync's own outcome stands whatever happens here

@@ -22,7 +22,7 @@ from dlt.sources.helpers.requests import Client
 
 from benchmarks.child import child_sync, print_rss_growth
 from sandbox import Sandbox
-from sandbox.outscraper import DEFAULT_KEY
+from sandbox.outscraper import DEFAULT_KEY, OutscraperAPI
 
 
 def raw_download(url: str) -> tuple[float, int, int]:
@@ -42,6 +42,7 @@ def measure(megabytes: float) -> dict[str, Any]:
     sandbox = Sandbox.start_default({"outscraper": options})
     try:
         api = sandbox.providers["outscraper"]
+        assert isinstance(api, OutscraperAPI)
         (task,) = api.tasks.values()
         url = f"{sandbox.url('outscraper')}/files/{task.id}/{task.version}"
         raw_s, size, lines = raw_download(f"{url}?sig={task.queue_task_id[:8]}")

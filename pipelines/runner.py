@@ -196,12 +196,23 @@ def finish_pending(pipeline: dlt.Pipeline, provider: Provider) -> int:
 
     dlt on its own, given new data while a package is pending, only finishes that package and
     extracts nothing new (dlt-facts §6); finishing it first lets the same call sync new data.
+    A package whose replay could double rows (an interrupted job of a table that skips the
+    staging dedup) is discarded instead: its state is rolled back and its changes read again.
     """
     pending = list(pipeline.list_extracted_load_packages()) + list(
         pipeline.list_normalized_load_packages()
     )
     if not pending:
         return 0
+    replayed = tables_a_replay_could_double(pipeline)
+    if replayed:
+        # the next `extract` reads the package's changes again (abort restores the state)
+        logger.warning(
+            f"{provider.name}: the interrupted load of {', '.join(replayed)} may already be "
+            "committed, and loading it again would double rows: reading its changes again"
+        )
+        pipeline.abort_packages()
+        return len(pending)
     logger.warning(
         f"{provider.name}: finishing {len(pending)} load package(s) of an interrupted run"
     )
@@ -217,6 +228,23 @@ def finish_pending(pipeline: dlt.Pipeline, provider: Provider) -> int:
         ) from exc
     run_post_load(pipeline, provider)
     return len(pending)
+
+
+def tables_a_replay_could_double(pipeline: dlt.Pipeline) -> list[str]:
+    """Tables of interrupted load jobs whose second run would add their rows again.
+
+    A job killed after the destination committed it, before dlt recorded that, runs again when
+    its package is loaded (dlt-facts §10). The merge's staging dedup by primary key absorbs
+    that second copy, except in tables declared `deduplicated`, whose merge skips it.
+    """
+    tables: set[str] = set()
+    for load_id in pipeline.list_normalized_load_packages():
+        package = pipeline.get_load_package_info(load_id)
+        for job in package.jobs.get("started_jobs", []):
+            name = job.job_file_info.table_name
+            if package.schema.tables.get(name, {}).get("x-stage-data-deduplicated"):
+                tables.add(name)
+    return sorted(tables)
 
 
 def run_post_load(pipeline: dlt.Pipeline, provider: Provider) -> None:

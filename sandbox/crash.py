@@ -3,8 +3,10 @@
 The sandbox stays in the calling process, so the caller keeps its truth and request log. Kill
 points are observed, not timed: a delayed request that the child is known to be waiting on
 (extract), or the load packages dlt writes into the pipeline's working directory (normalize,
-load, after load). The child reads its settings from env vars exactly as a user's scheduler
-would set them.
+load, after load). One window is too narrow to observe from outside: a load job the
+destination has committed but dlt has not yet recorded as done, which the next load replays
+(dlt-facts §10); for it the child kills itself (`committed:<table>`, `arm_kill_after_commit`).
+The child reads its settings from env vars exactly as a user's scheduler would set them.
 """
 
 from __future__ import annotations
@@ -28,8 +30,12 @@ MAIN_LIST = {
     "reworkd": r"^/v1/outputs/",
     "scrapewise": r"^/api/scraper/load-history$",
     "opencx": r"^/crawl$",
+    "outscraper": r"^/tasks$",
+    "oxylabs": r"^/v1/queries/\d+/results$",  # collecting the finished jobs' results
 }
-KILL_POINTS = ("extract", "normalize", "load", "after_load")
+KILL_POINTS = ("extract", "normalize", "load", "after_load", "committed")
+# names the table after whose first committed load job the child kills itself
+AFTER_COMMIT_ENV = "SCRAPESYNC_CRASH_AFTER_COMMIT"
 Predicate = Callable[[], bool]
 
 
@@ -71,7 +77,9 @@ class ChildSync:
     def start(
         cls, provider: str, workdir: Path, env: dict[str, str], destination: str = "duckdb"
     ) -> ChildSync:
-        command = [sys.executable, "-m", "pipelines.cli", "sync", provider, "-q"]
+        # a child that is to die after a commit runs the CLI through this module, which arms it
+        module = "sandbox.crash" if AFTER_COMMIT_ENV in env else "pipelines.cli"
+        command = [sys.executable, "-m", module, "sync", provider, "-q"]
         command += ["--destination", destination]
         process = subprocess.Popen(
             command,
@@ -109,12 +117,16 @@ def kill_point(point: str, sandbox: Sandbox, provider: str, data_dir: Path) -> P
     * normalize: an extracted package exists (extract committed it and the local state).
     * load: at least one job of the normalized package is complete (some tables merged).
     * after_load: the package is loaded; the after-load SQL and the report are still to come.
+    * committed:<table>: never true: the child kills itself once the destination committed a
+      load job of `<table>` (`killed_sync` arms it).
     * timer:<seconds>: that long after the call, wherever the child is (soak runs).
     """
     root = pipeline_dir(data_dir, provider)
     if point.startswith("timer:"):
         due = time.monotonic() + float(point.removeprefix("timer:"))
         return lambda: time.monotonic() >= due
+    if point.startswith("committed:"):
+        return lambda: False
     if point == "extract":
         rule = FaultRule(provider, MAIN_LIST[provider], kind="delay", delay=30.0, skip=1)
         sandbox.faults.add(rule)
@@ -142,12 +154,16 @@ def killed_sync(
     """Run one sync and kill it at `point`; True if the kill landed before the sync ended."""
     data_dir = workdir / "dlt"
     predicate = kill_point(point, sandbox, provider, data_dir)
-    child = ChildSync.start(provider, workdir, sync_env(sandbox, provider, data_dir, extra))
+    env = sync_env(sandbox, provider, data_dir, extra)
+    if point.startswith("committed:"):
+        env[AFTER_COMMIT_ENV] = point.removeprefix("committed:")
+    child = ChildSync.start(provider, workdir, env)
     try:
-        return child.kill_when(predicate)
+        landed = child.kill_when(predicate)
     finally:
         sandbox.faults.clear()
         child.finish()
+    return landed or child.process.returncode == -signal.SIGKILL
 
 
 def clean_sync(
@@ -156,3 +172,30 @@ def clean_sync(
     """Run one sync to its end; returns (exit code, stdout, stderr)."""
     env = sync_env(sandbox, provider, workdir / "dlt", extra)
     return ChildSync.start(provider, workdir, env).finish()
+
+
+def arm_kill_after_commit(table: str) -> None:
+    """SIGKILL this process right after the destination commits a load job of `table`.
+
+    dlt 1.31 marks a job done only after the destination committed it (its pending-transition
+    marker, written in `RunnableLoadJob._release`); a process killed in between leaves the job
+    `started`, and the next load runs it again on top of the committed copy. The window is too
+    short for an outside watcher, so the child kills itself as the window opens, every time.
+    """
+    from dlt.common.destination.client import RunnableLoadJob, TLoadJobState
+
+    release = RunnableLoadJob._release
+
+    def release_or_die(job: RunnableLoadJob, next_state: TLoadJobState) -> None:
+        if next_state == "completed" and job.file_name().startswith(f"{table}."):
+            os.kill(os.getpid(), signal.SIGKILL)
+        release(job, next_state)
+
+    RunnableLoadJob._release = release_or_die  # type: ignore[method-assign,assignment]
+
+
+if __name__ == "__main__":  # a child sync started by `killed_sync` at a `committed:` point
+    arm_kill_after_commit(os.environ[AFTER_COMMIT_ENV])
+    from pipelines.cli import main
+
+    sys.exit(main(sys.argv[1:]))

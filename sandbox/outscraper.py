@@ -5,7 +5,8 @@
   `GET/PUT/DELETE /tasks/{id}` (restart re-runs the task under its id with a new queue id and
   new files; terminate removes it: 404 afterwards [I]).
 * Tasks move `PENDING -> IN_PROGRESS -> SUCCESS` (or `FAILURE`) one step per `advance()`
-  (one virtual hour); each step also creates a task and an async request.
+  (one virtual hour); each step also creates a task and an async request, and with
+  `churn_every` restarts a finished task and terminates one (updates and deletes to sync).
 * Result files under `/files/{task_id}/{version}?sig=...` (pre-signed style, no key needed):
   JSON (flat or one array per query) or CSV; some are served as
   `application/octet-stream` without an extension, so a client must look at the content.
@@ -116,6 +117,10 @@ class OutscraperAPI(ProviderAPI):
         retention_hours: how long a request's results stay readable.
         seed: seed of the deterministic generator.
         api_keys: accepted `X-API-KEY` values; the first one signs webhooks.
+        churn_every: every this many steps, restart one finished task and terminate one task
+            that was finished before the first step (0: never). Only those are terminated, so
+            a sync made before the first step has loaded every task that is later removed and
+            `truth()` can state what the destination keeps of it.
     """
 
     name = "outscraper"
@@ -131,6 +136,7 @@ class OutscraperAPI(ProviderAPI):
         retention_hours: float = 4,
         seed: int = 11,
         api_keys: tuple[str, ...] = (DEFAULT_KEY,),
+        churn_every: int = 0,
     ) -> None:
         super().__init__()
         self.rng = random.Random(seed)
@@ -144,6 +150,9 @@ class OutscraperAPI(ProviderAPI):
         self.error_in_200: str | None = None
         self.tasks: dict[str, Task] = {}
         self.removed: set[str] = set()
+        self.graveyard: dict[str, Task] = {}  # terminated tasks as they were at the end
+        self.churn_every = churn_every
+        self.steps = 0
         self.requests: dict[str, AsyncRequest] = {}
         self._counter = 0
         self._files: dict[tuple[str, int], Any] = {}
@@ -153,10 +162,13 @@ class OutscraperAPI(ProviderAPI):
             task.status = (
                 "SUCCESS" if done else ("IN_PROGRESS" if index == tasks - 2 else "PENDING")
             )
+        self.large_task: str | None = None  # its rows are not `file_rows` (`_write_large_csv`)
         if large_csv_mb:
             big = self.create_task(fmt="csv")
             big.status = "SUCCESS"
             self._write_large_csv(big, large_csv_mb)
+            self.large_task = big.id
+        self.done_at_start = {t.id for t in self.tasks.values() if t.status == "SUCCESS"}
         for index in range(requests):
             request = self.create_request()
             if index < requests - 1:
@@ -206,7 +218,7 @@ class OutscraperAPI(ProviderAPI):
         return task
 
     def terminate(self, task_id: str) -> None:
-        self.tasks.pop(task_id)
+        self.graveyard[task_id] = self.tasks.pop(task_id)
         self.removed.add(task_id)
 
     def create_request(self, queries: int = 2, rows: int = 5) -> AsyncRequest:
@@ -236,7 +248,11 @@ class OutscraperAPI(ProviderAPI):
     def advance(self) -> dict[str, int]:
         """One virtual hour: running tasks and requests move on, one new of each."""
         self.clock += STEP
+        self.steps += 1
         counts = {"tasks finished": 0, "tasks created": 0, "requests finished": 0}
+        if self.churn_every and self.steps % self.churn_every == 0:
+            # first, so a task restarted now starts running now and finishes next step
+            counts.update(self._churn())
         for task in list(self.tasks.values()):
             if task.status == "PENDING":
                 task.status, task.updated = "IN_PROGRESS", self.clock
@@ -250,6 +266,22 @@ class OutscraperAPI(ProviderAPI):
         self.create_task()
         self.create_request()
         counts["tasks created"] = 1
+        return counts
+
+    def _churn(self) -> dict[str, int]:
+        """Restart one finished task; terminate one finished before the first step."""
+        counts = {"tasks restarted": 0, "tasks terminated": 0}
+        done = sorted(t.id for t in self.tasks.values() if t.status == "SUCCESS")
+        # never restarted: its one delivery (version 1) is what a destination keeps of it
+        first = [t for t in done if t in self.done_at_start and self.tasks[t].version == 1]
+        if first:
+            victim = self.rng.choice(first)
+            self.terminate(victim)
+            done.remove(victim)
+            counts["tasks terminated"] = 1
+        if done:
+            self.restart(self.rng.choice(done))
+            counts["tasks restarted"] = 1
         return counts
 
     def _row(self, owner: str, query: str, index: int) -> dict[str, Any]:
@@ -313,20 +345,53 @@ class OutscraperAPI(ProviderAPI):
         self._large = handle
 
     def truth(self) -> dict[str, Any]:
+        """Tasks, their result rows and requests as a sync must find them.
+
+        `task_results` and `request_results` are row identities: (task id, file index, row
+        number, place id) and (request id, query index, row index, place id); place ids hash
+        the task's version, so rows of an earlier run differ. A restarted task that has not
+        finished again keeps the rows of the run a sync last saw, which only the syncs know:
+        it is in `unsettled_results`, as is a removed task whose delivered rows are unknown
+        and the large CSV task (counted by `expected_rows` instead).
+        """
+        live = [t for t in self._finished() if t.id != self.large_task]
+        kept = [
+            task
+            for task_id, task in self.graveyard.items()
+            if task_id in self.done_at_start and task.version == 1
+        ]
+        unsettled = {t.id for t in self.tasks.values() if t.version > 1 and t.status != "SUCCESS"}
+        unsettled |= self.removed - {task.id for task in kept}
+        if self.large_task:
+            unsettled.add(self.large_task)
         return {
             "tasks": {task.id: task.status for task in self.tasks.values()},
             "removed": set(self.removed),
-            "task_rows": {
-                task.id: task.rows for task in self.tasks.values() if task.status == "SUCCESS"
+            "task_rows": {task.id: task.rows for task in self._finished()},
+            # the file is the first of a task's results (`Task.as_json`): file index 0
+            "task_results": {
+                (task.id, 0, number, row["place_id"])
+                for task in live + kept
+                for number, row in enumerate(self.file_rows(task))
             },
+            "unsettled_results": unsettled,
             "requests": {r.id: r.status for r in self.requests.values()},
+            "request_results": {
+                (r.id, query_index, row_index, row["place_id"])
+                for r in self.requests.values()
+                for query_index, rows in enumerate(r.data)
+                for row_index, row in enumerate(rows)
+            },
         }
+
+    def _finished(self) -> list[Task]:
+        return [task for task in self.tasks.values() if task.status == "SUCCESS"]
 
     def expected_rows(self) -> dict[str, int]:
         collected = [r for r in self.requests.values() if r.status == "Success"]
         return {
             "tasks": len(self.tasks),
-            "task_results": sum(self.truth()["task_rows"].values()),
+            "task_results": sum(task.rows for task in self._finished()),
             "request_results": sum(len(r.queries) * r.rows_per_query for r in collected),
         }
 

@@ -101,10 +101,36 @@ def _opencx(api: Any) -> list[Expectation]:
     ]
 
 
+def _outscraper(api: Any) -> list[Expectation]:
+    truth = api.truth()
+    removed = {(task_id,) for task_id in truth["removed"]}
+    # requests are found through the finished listing: a Pending one is not known yet
+    finished = {(rid, status) for rid, status in truth["requests"].items() if status != "Pending"}
+    unsettled = ", ".join(f"'{task_id}'" for task_id in sorted(truth["unsettled_results"]))
+    return [
+        Expectation("tasks", "id, status", set(truth["tasks"].items()), "NOT removed"),
+        Expectation("tasks", "id", removed, "removed"),
+        Expectation("removed_tasks", "task_id", removed),
+        Expectation(
+            "task_results",
+            "task_id, file_index, row_number, place_id",
+            truth["task_results"],
+            f"task_id NOT IN ({unsettled})" if unsettled else None,
+        ),
+        Expectation("requests", "id, status", finished),
+        Expectation(
+            "request_results",
+            "request_id, query_index, row_index, place_id",
+            truth["request_results"],
+        ),
+    ]
+
+
 EXPECTATIONS: dict[str, Callable[[ProviderAPI], list[Expectation]]] = {
     "reworkd": _reworkd,
     "scrapewise": _scrapewise,
     "opencx": _opencx,
+    "outscraper": _outscraper,
 }
 
 

@@ -39,13 +39,13 @@ from sources.outscraper.settings import (
 from sources.outscraper.tasks import removal_sql, task_results, tasks
 from sources.outscraper.webhooks import WebhookInbox
 
-# Every table keeps dlt's staging dedup by primary key, the result tables too, although the
-# source writes each result row once: a sync killed after the destination committed a copy job
-# into staging, but before dlt recorded it, gets that copy replayed by the next load, and only
-# the dedup keeps the doubled staging rows out of the table (dlt-facts §10; the
-# `committed:task_results` case of tests/test_crash.py). Skipping it (`deduplicated`) saved
-# about 10% of a large file's sync time, not worth duplicates after a crash.
 DELETE_INSERT: Any = {"disposition": "merge", "strategy": "delete-insert"}
+# Result rows reach a load package once per task (or request) and are numbered uniquely, so the
+# staging dedup by primary key (a window over every row: a 50 MB file's merge runs out of the
+# runner's 128 MB DuckDB budget with it) is skipped: `deduplicated` tells dlt so. A load job
+# replayed after a crash would then double its rows (dlt-facts §10); the runner discards such an
+# interrupted package instead and reads its changes again (`finish_pending`).
+DELETE_INSERT_DEDUPLICATED: Any = {**DELETE_INSERT, "deduplicated": True}
 TASK_COLUMNS: Any = {
     "metadata": {"data_type": "json"},
     "results": {"data_type": "json"},
@@ -113,14 +113,14 @@ def outscraper_source(
         name="task_results",
         primary_key=("task_id", "file_index", "row_number"),
         merge_key="task_id",
-        write_disposition=DELETE_INSERT,
+        write_disposition=DELETE_INSERT_DEDUPLICATED,
     )(api, ColumnTypes("task_results"))
     requests_resource = dlt.resource(
         request_results,
         name="request_results",
         primary_key=("request_id", "query_index", "row_index"),
         merge_key="request_id",
-        write_disposition=DELETE_INSERT,
+        write_disposition=DELETE_INSERT_DEDUPLICATED,
     )(
         api,
         [str(i) for i in ids if str(i).strip()],

@@ -281,6 +281,9 @@ def root_cause(exc: BaseException) -> BaseException:
         seen.add(id(current))
         last = current
         current = current.__cause__ or current.__context__
+        # a generator's end is control flow that an error happened during, never its cause
+        if isinstance(current, (StopIteration, StopAsyncIteration, GeneratorExit)):
+            break
     return last
 
 

@@ -86,6 +86,26 @@ FAULTS = [
 ]
 
 
+# the other endpoints a sync reads (after the data changed), each with a short fault table
+ENDPOINTS = [
+    ("scrapewise", r"^/api/scraper/[0-9a-f]{24}$"),  # scraper details
+    ("scrapewise", r"^/api/scraper/data/group/"),  # rows of finished runs
+    ("scrapewise", r"/errors$"),  # failed links of finished runs
+    ("opencx", r"^/crawl/[^/]+$"),  # datasource details
+    ("opencx", r"^/crawl/[^/]+/crawls$"),  # crawl job history
+    ("outscraper", r"^/requests$"),
+    ("outscraper", r"^/requests/[^/]+$"),
+    ("outscraper", r"^/files/"),  # task result files
+    ("oxylabs", r"^/v1/schedules/\d+$"),
+    ("oxylabs", r"^/v1/schedules/\d+/runs$"),
+    ("oxylabs", r"^/v1/queries/\d+/results$"),  # results of the scheduled jobs
+]
+ENDPOINT_FAULTS = [
+    Fault("503, then 502", (status(503), status(502))),
+    Fault("HTML page with 200", (kind("html", None),), "malformed response"),
+]
+
+
 def snapshot(provider: str) -> tuple[dict[str, list[str]], Any]:
     """Every row of the provider's tables, and its dlt source state."""
     pipeline = pipeline_for(provider)
@@ -116,11 +136,11 @@ class Run:
         assert problems == [], f"{label}: " + "\n".join(problems)
 
 
-def apply_fault(run: Run, fault: Fault) -> None:
+def apply_fault(run: Run, fault: Fault, path: str | None = None) -> None:
     provider = run.provider
     before = snapshot(provider)
     run.sandbox.advance()
-    rules = [replace(r, provider=provider, path=MAIN_LIST[provider]) for r in fault.rules]
+    rules = [replace(r, provider=provider, path=path or MAIN_LIST[provider]) for r in fault.rules]
     for rule in rules:
         run.sandbox.faults.add(rule)
     run.sandbox.requests.clear()
@@ -230,3 +250,22 @@ def test_given_faults_on_the_main_list_then_each_sync_succeeds_correctly_or_fail
     assert any(b'"sources"' in text for where, text in texts.items() if "state" in where)
     assert sum(bool(error) for error in run.errors) == 1 + sum(bool(f.fails_with) for f in FAULTS)
     assert leaks(secrets, texts) == []
+
+
+@pytest.mark.parametrize(("provider", "path"), ENDPOINTS, ids=[f"{p}:{e}" for p, e in ENDPOINTS])
+def test_given_faults_on_another_endpoint_then_each_sync_succeeds_correctly_or_fails_cleanly(
+    make_sandbox: Any, isolated: Path, provider: str, path: str
+) -> None:
+    options = dict(SANDBOX[provider])
+    if provider == "oxylabs":
+        options["workdir"] = str(isolated / "oxylabs-sandbox")
+    run = Run(make_sandbox(**{provider: options}), provider)
+    first = run.sync()
+    assert first.ok, first.error
+
+    for fault in ENDPOINT_FAULTS:
+        apply_fault(run, fault, path)
+
+    final = run.sync()
+    assert final.ok, final.error
+    run.check_truth("after the faults")

@@ -236,6 +236,18 @@ def file_tables(
     try:
         head = raw.read(HEAD_BYTES)
         kind = sniff(head, response.headers.get("Content-Type", ""))
+        if kind == "markup":
+            raise ProviderAPIError(
+                PROVIDER,
+                "GET",
+                safe_path(response.url),
+                response.status_code,
+                "malformed response: the result file is an HTML/XML page, not CSV or JSON "
+                f"(starts {head[:60]!r})",
+                "nothing of this sync was loaded; run the sync again later (a storage or proxy "
+                "error page stood in for the file)",
+                response=response,
+            )
         stream = io.BufferedReader(_Prefixed(head, raw), buffer_size=DOWNLOAD_CHUNK_BYTES)
         if kind == "csv":
             yield from csv_tables(stream, head, fixed, types, batch_rows)
@@ -256,8 +268,12 @@ def file_tables(
 
 
 def sniff(head: bytes, content_type: str) -> str:
-    """`json` or `csv`, from the first bytes; the Content-Type only breaks a tie."""
+    """`json` or `csv`, from the first bytes; the Content-Type only breaks a tie. `markup`
+    for an HTML or XML page (a proxy's or the storage's error page answered with 200), which
+    a CSV parser would otherwise read as one odd column."""
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text[:1] == b"<" or "html" in content_type:
+        return "markup"
     if text[:1] in (b"[", b"{"):
         return "json"
     if text:

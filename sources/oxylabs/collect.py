@@ -63,8 +63,24 @@ def oxylabs_time(value: Any) -> pendulum.DateTime | None:
     return parsed
 
 
-def stream_results(stream: IO[bytes]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def stream_results(
+    stream: IO[bytes], path: str
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Pages (`results[*]`) and the `job` object of a results body, parsed incrementally."""
+    try:
+        return _parse_results(stream)
+    except ijson.JSONError as exc:  # an HTML error page answered with 200, a cut-off body
+        raise ProviderAPIError(
+            "oxylabs",
+            "GET",
+            path,
+            200,
+            f"malformed response: the results are not JSON ({str(exc).splitlines()[0]})",
+            "nothing of this sync was loaded; retry later (the job is collected again)",
+        ) from None
+
+
+def _parse_results(stream: IO[bytes]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     pages: list[dict[str, Any]] = []
     job: dict[str, Any] | None = None
     builder: Any = None
@@ -128,9 +144,8 @@ class Collector:
         if kind:
             query["type"] = kind
         try:
-            response = self.client.get(
-                RESULTS_PATH.format(job_id=job["job_id"]), params=query, stream=True
-            )
+            path = RESULTS_PATH.format(job_id=job["job_id"])
+            response = self.client.get(path, params=query, stream=True)
         except ProviderAPIError as exc:
             if exc.status == 404:
                 return Outcome(job, "expired", fault_reason=exc.detail)
@@ -139,7 +154,7 @@ class Collector:
             if response.status_code == 204:
                 return Outcome(job, "pending")
             response.raw.decode_content = True
-            pages, info = stream_results(response.raw)  # type: ignore[arg-type]
+            pages, info = stream_results(response.raw, path)  # type: ignore[arg-type]
         return self._outcome(job, pages, info)
 
     def _result_type(self, params: dict[str, Any]) -> str | None:
@@ -189,7 +204,7 @@ class Collector:
             logger.info(f"oxylabs: job {job['job_id']} is done, {path} not uploaded yet")
             return Outcome(job, "pending")
         with fs.open(path, "rb") as handle:
-            pages, _ = stream_results(handle)
+            pages, _ = stream_results(handle, path)
         return self._outcome(job, pages, info)
 
     def _filesystem(self, storage_url: str) -> tuple[Any, str]:

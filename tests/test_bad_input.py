@@ -46,6 +46,7 @@ class Case:
     expect: str = "ok"  # ok | catch_up | a text the error must contain
     column: str | None = None  # ok: this column must now exist in `table` (schema drift)
     path: str | None = None  # another answer than the provider's usual one
+    table: str | None = None  # where that answer's items land
     value_of: Callable[[Any], Any] | None = None  # `value` computed from the sandbox's API
 
 
@@ -136,6 +137,25 @@ PROVIDERS: dict[str, Provider] = {
             Case("unknown status", "set", "status", "ARCHIVED", expect="catch_up", column="status"),
             Case("pages never end", "set", "has_more", True),
             Case("pages stop early", "set", "has_more", False, expect="catch_up"),
+            Case(
+                "a result gets a new field",
+                "add",
+                NEW_FIELD,
+                "eu-west",
+                "place_id",
+                path=r"^/requests/[^/]+$",
+                table="request_results",
+                column=NEW_FIELD,
+            ),
+            Case(
+                "a result field changes type",
+                "set",
+                "rating",
+                "N/A",
+                path=r"^/requests/[^/]+$",
+                table="request_results",
+                column="rating__v_text",
+            ),
         ),
     ),
     # results are not paged (one answer per job): no pagination cases
@@ -206,10 +226,9 @@ def apply_case(run: Run, spec: Provider, case: Case) -> None:
         if case.expect == "ok":
             run.check_truth(case.name)
         if case.column:
-            assert case.column in columns(provider, spec.table), case.name
-            values = {
-                value for (value,) in read_rows(pipeline_for(provider), spec.table, case.column)
-            }
+            table = case.table or spec.table
+            assert case.column in columns(provider, table), case.name
+            values = {value for (value,) in read_rows(pipeline_for(provider), table, case.column)}
             if case.column == case.field:  # stored as sent
                 assert case.value in values, f"{case.name}: {case.value!r} not in {values}"
             assert values - {None}, f"{case.name}: {case.column} holds nothing"

@@ -6,11 +6,13 @@ import copy
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import pytest
 
 from sandbox.reworkd import ReworkdAPI
 from sources.reworkd.transform import (
     MissingFieldsError,
+    conform,
     files_table,
     outputs_table,
     page_tables,
@@ -103,3 +105,23 @@ def test_an_output_without_its_cursor_is_refused(page: list[dict[str, Any]]) -> 
 
     with pytest.raises(MissingFieldsError, match="key_hash"):
         page_tables(items, "g", "load-1")
+
+
+def test_conform_casts_what_fits_and_moves_what_does_not_to_a_variant_column() -> None:
+    page = pa.table(
+        {
+            "data__rating": pa.array(["five stars", None]),  # loaded as bigint: cannot cast
+            "data__reviews": pa.array(["12", "7"]),  # loaded as bigint: casts losslessly
+            "data__sku": pa.array([1, 2]),  # loaded as text: a number becomes its text
+            "data__new": pa.array([True, False]),  # never loaded: left as it is
+        }
+    )
+    loaded = {"data__rating": "bigint", "data__reviews": "bigint", "data__sku": "text"}
+
+    table = conform(page, loaded)
+
+    assert table.column_names == ["data__rating__v_text", "data__reviews", "data__sku", "data__new"]
+    assert table["data__rating__v_text"].to_pylist() == ["five stars", None]
+    assert table["data__reviews"].to_pylist() == [12, 7]
+    assert table["data__sku"].to_pylist() == ["1", "2"]
+    assert table["data__new"].type == pa.bool_()

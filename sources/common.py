@@ -21,7 +21,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -366,6 +366,37 @@ def is_iso_time(value: Any) -> bool:
     except ValueError:  # pendulum's ParserError included
         return False
     return True
+
+
+def malformed_item(provider: str, path: str, detail: str, method: str = "GET") -> ProviderAPIError:
+    """The error for a 2xx JSON answer that holds what the provider's docs rule out (a time
+    that is not a time, a key of the wrong type): refused before anything is written."""
+    return ProviderAPIError(
+        provider,
+        method,
+        path,
+        200,
+        f"malformed response: {detail}",
+        f"nothing of this sync was loaded; retry later or report it to {provider}",
+    )
+
+
+def check_times(
+    provider: str, path: str, item: dict[str, Any], fields: Iterable[str], what: str
+) -> None:
+    """Refuse an item whose time `fields` hold something else than an ISO 8601 time; null is
+    fine (not started or finished yet). Such fields order lists and set watermarks: a guess
+    would skip or misplace rows."""
+    for name in fields:
+        value = item.get(name)
+        if value is not None and not is_iso_time(value):
+            detail = f"{what} {item.get('id')} has `{name}` {value!r}, not an ISO 8601 time"
+            raise malformed_item(provider, path, detail)
+
+
+def undocumented(item: dict[str, Any], documented: Container[str]) -> dict[str, Any]:
+    """The fields of `item` its docs do not list: schema drift, kept as new columns."""
+    return {name: value for name, value in item.items() if name not in documented}
 
 
 def iso_z(value: pendulum.DateTime) -> str:

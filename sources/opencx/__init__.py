@@ -27,7 +27,7 @@ from sources.common import (
     ProviderAPIError,
     ProviderRESTClient,
     RequestStats,
-    is_iso_time,
+    check_times,
     iso_z,
     log_pages,
     parse_datetime,
@@ -302,31 +302,14 @@ def _history(
     walk = HistoryWalk(cutoff)
     path = endpoint_path("list_crawl_jobs", datasource_id=ds_id)
     for page in log_pages(PROVIDER, f"crawl jobs of {ds_id}", client.paginate(path, params=params)):
-        check_times(page, path)
+        # `updated_at` sets the watermark, `created_at` the early stop
+        for job in page:
+            check_times(PROVIDER, path, job, JOB_TIME_FIELDS, "job")
         rows = [job_row(job) for job in page if updated_since(job, cutoff)]
         if rows:
             yield rows
         if walk.exhausted_after(page):
             break
-
-
-def check_times(jobs: list[dict[str, Any]], path: str) -> None:
-    """Refuse a job whose times are not times: `updated_at` sets the watermark and the order
-    of re-reads, `created_at` the early stop; a guess would skip or misplace jobs. Null is
-    fine (a job not started or finished yet)."""
-    for job in jobs:
-        for name in JOB_TIME_FIELDS:
-            value = job.get(name)
-            if value is not None and not is_iso_time(value):
-                raise ProviderAPIError(
-                    PROVIDER,
-                    "GET",
-                    path,
-                    200,
-                    f"malformed response: job {job.get('id')} has `{name}` {value!r}, "
-                    "not an ISO 8601 time",
-                    "nothing of this sync was loaded; retry later or report it to open.cx",
-                )
 
 
 def _reread(
@@ -339,7 +322,8 @@ def _reread(
             continue
         try:
             job = get_crawl_job(client, ds_id, job_id)
-            check_times([job], endpoint_path("get_crawl_job", datasource_id=ds_id, job_id=job_id))
+            path = endpoint_path("get_crawl_job", datasource_id=ds_id, job_id=job_id)
+            check_times(PROVIDER, path, job, JOB_TIME_FIELDS, "job")
             rows.append(job_row(job))
         except ProviderAPIError as exc:
             if exc.status != 404:

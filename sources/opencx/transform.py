@@ -8,7 +8,7 @@ from typing import Any
 
 import pendulum
 
-from sources.common import parse_datetime
+from sources.common import parse_datetime, undocumented
 from sources.opencx.settings import (
     ACTIVE_JOB_FIELDS,
     DATASOURCE_FIELDS,
@@ -17,11 +17,14 @@ from sources.opencx.settings import (
     TERMINAL_STATUSES,
 )
 
+# schema drift (fields the docs do not list) lands as new columns; these two are flattened
+DATASOURCE_DOCUMENTED = frozenset((*DATASOURCE_FIELDS, "page_stats", "active_crawl_job"))
+
 
 def datasource_row(item: Mapping[str, Any]) -> dict[str, Any]:
     """A datasource with `page_stats` and `active_crawl_job` flattened (`page_stats__total`)."""
     row: dict[str, Any] = {name: item.get(name) for name in DATASOURCE_FIELDS}
-    row.update(undocumented(item, ("page_stats", "active_crawl_job")))
+    row.update(undocumented(dict(item), DATASOURCE_DOCUMENTED))
     stats = item.get("page_stats") or {}
     row.update({f"page_stats__{name}": stats.get(name) for name in PAGE_STATS_FIELDS})
     active = item.get("active_crawl_job") or {}
@@ -29,12 +32,6 @@ def datasource_row(item: Mapping[str, Any]) -> dict[str, Any]:
     row["is_deleted"] = False
     row["deleted_at"] = None
     return row
-
-
-def undocumented(item: Mapping[str, Any], handled: Sequence[str] = ()) -> dict[str, Any]:
-    """Fields the docs do not list: schema drift lands as new columns instead of vanishing."""
-    known = {*DATASOURCE_FIELDS, *JOB_FIELDS, *handled}
-    return {name: value for name, value in item.items() if name not in known}
 
 
 def deleted_marker(last_seen: Mapping[str, Any], at: pendulum.DateTime) -> dict[str, Any]:
@@ -49,7 +46,7 @@ def deleted_marker(last_seen: Mapping[str, Any], at: pendulum.DateTime) -> dict[
 def job_row(job: Mapping[str, Any]) -> dict[str, Any]:
     """A crawl job with its derived `duration_s` and `is_terminal`."""
     row: dict[str, Any] = {name: job.get(name) for name in JOB_FIELDS}
-    row.update(undocumented(job))
+    row.update(undocumented(dict(job), JOB_FIELDS))
     row["duration_s"] = duration_seconds(job.get("started_at"), job.get("completed_at"))
     row["is_terminal"] = job.get("status") in TERMINAL_STATUSES
     row["is_deleted"] = False

@@ -11,7 +11,7 @@ import pendulum
 import pyarrow as pa
 from dlt.common import logger
 
-from sources.common import ProviderAPIError, is_iso_time, parse_datetime
+from sources.common import ProviderAPIError, check_times, parse_datetime, undocumented
 from sources.outscraper.client import KeysetPaginator, OutscraperClient, is_gone
 from sources.outscraper.results import ColumnTypes, file_tables
 from sources.outscraper.settings import (
@@ -35,21 +35,8 @@ REMOVED_TASKS: Any = dlt.mark.make_hints(
 DOCUMENTED_FIELDS = frozenset((*TASK_FIELDS, "metadata", "results"))
 
 
-def check_times(task: dict[str, Any], path: str) -> None:
-    """Refuse a task whose times are not times: `created` bounds the listing (`start_date`)
-    and `updated` tells a changed task; a guess would skip tasks. Null is kept."""
-    for name in ("created", "updated"):
-        value = task.get(name)
-        if value is not None and not is_iso_time(value):
-            raise ProviderAPIError(
-                "outscraper",
-                "GET",
-                path,
-                200,
-                f"malformed response: task {task.get('id')} has `{name}` {value!r}, "
-                "not an ISO 8601 time",
-                "nothing of this sync was loaded; retry later or report it to Outscraper",
-            )
+# `created` bounds the listing (`start_date`), `updated` tells a changed task
+TASK_TIMES = ("created", "updated")
 
 
 def is_terminal(status: Any) -> bool:
@@ -62,8 +49,7 @@ def task_row(task: dict[str, Any]) -> dict[str, Any]:
     results = [r for r in task.get("results") or [] if isinstance(r, dict)]
     main = next((r for r in results if r.get("file_url")), results[0] if results else {})
     # undocumented fields are schema drift: they land as columns instead of vanishing
-    drift = {name: value for name, value in task.items() if name not in DOCUMENTED_FIELDS}
-    return drift | {
+    return undocumented(task, DOCUMENTED_FIELDS) | {
         "id": str(task["id"]),
         "user_id": task.get("user_id"),
         "status": task.get("status"),
@@ -150,7 +136,7 @@ def _listing(
 ) -> Iterator[dict[str, Any]]:
     for page in api.pages(TASKS_PATH, params, KeysetPaginator(), "tasks"):
         for item in page:
-            check_times(item, TASKS_PATH)
+            check_times("outscraper", TASKS_PATH, item, TASK_TIMES, "task")
             created = parse_datetime(item.get("created"))
             if start and created and created < start:
                 return  # newest first: everything after this is older than start_date
@@ -187,7 +173,7 @@ def _confirmed(
     """Read one task; a task the API says is gone becomes a removal."""
     try:
         task = api.get_json(TASK_PATH.format(task_id=task_id))
-        check_times(task, TASK_PATH.format(task_id=task_id))
+        check_times("outscraper", TASK_PATH.format(task_id=task_id), task, TASK_TIMES, "task")
     except ProviderAPIError as error:
         if not is_gone(error):
             raise

@@ -27,7 +27,7 @@ from dlt.common.configuration import resolve_configuration
 from dlt.common.storages.configuration import FilesystemConfiguration
 from dlt.common.storages.fsspec_filesystem import fsspec_from_config
 
-from sources.common import ProviderAPIError, ProviderRESTClient
+from sources.common import ProviderAPIError, ProviderRESTClient, malformed_item, undocumented
 from sources.oxylabs.settings import (
     CODE_RETRY_FREE,
     CODE_TOO_MANY_RETRIES,
@@ -70,14 +70,8 @@ def stream_results(
     try:
         return _parse_results(stream)
     except ijson.JSONError as exc:  # an HTML error page answered with 200, a cut-off body
-        raise ProviderAPIError(
-            "oxylabs",
-            "GET",
-            path,
-            200,
-            f"malformed response: the results are not JSON ({str(exc).splitlines()[0]})",
-            "nothing of this sync was loaded; retry later (the job is collected again)",
-        ) from None
+        detail = f"the results are not JSON ({str(exc).splitlines()[0]})"
+        raise malformed_item("oxylabs", path, detail) from None
 
 
 def _parse_results(stream: IO[bytes]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -236,14 +230,8 @@ def _fault_reason(code: int | None, parse_code: Any, codes: list[Any]) -> str:
 def page_number(job: dict[str, Any], value: Any) -> int:
     """The page number, part of the primary key: a positive integer or the answer is broken."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ProviderAPIError(
-            "oxylabs",
-            "GET",
-            RESULTS_PATH.format(job_id=job["job_id"]),
-            200,
-            f"malformed response: result page {value!r} is not a page number",
-            "nothing of this sync was loaded; retry later or report it to Oxylabs",
-        )
+        path = RESULTS_PATH.format(job_id=job["job_id"])
+        raise malformed_item("oxylabs", path, f"result page {value!r} is not a page number")
     return value
 
 
@@ -254,7 +242,7 @@ def result_row(job: dict[str, Any], page: dict[str, Any], position: int = 1) -> 
     `page` number takes its position in the answer (1-based), as the API numbers them.
     """
     params = orjson.loads(job["params"] or "{}")
-    row = {name: value for name, value in page.items() if name not in RESULT_FIELDS}
+    row = undocumented(page, RESULT_FIELDS)
     row |= {
         "job_id": str(job["job_id"]),
         "page": page_number(job, page.get("page", position)),

@@ -25,13 +25,13 @@ from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 
 from sources.common import (
     GuardedCursorPaginator,
-    ProviderAPIError,
     ProviderRESTClient,
     ProviderSpec,
     RequestStats,
     build_client,
     iso_z,
     log_pages,
+    malformed_item,
     parse_datetime,
     prefetch,
 )
@@ -269,18 +269,13 @@ def loaded_types(table: str) -> dict[str, str]:
 
 
 def _tables(page: list[Any], group_id: str, load_id: str) -> tuple[pa.Table, pa.Table]:
-    """Refuse a page that lacks documented fields instead of loading half a record."""
+    """Refuse a page that breaks the docs (a missing field, a bad time, an unknown change)
+    instead of loading half a record."""
     try:
         return page_tables(page, group_id, load_id)
     except MalformedOutputError as exc:
-        raise ProviderAPIError(
-            "reworkd",
-            "GET",
-            OUTPUTS_PATH.format(group_id=group_id),
-            200,
-            f"malformed response: {exc}",
-            "nothing of this sync was loaded; retry later or report it to Reworkd",
-        ) from None
+        path = OUTPUTS_PATH.format(group_id=group_id)
+        raise malformed_item("reworkd", path, str(exc)) from None
 
 
 FILES_CLEANUP_SQL = """

@@ -27,7 +27,7 @@ import orjson
 import pendulum
 from dlt.common import logger
 
-from sources.common import ProviderAPIError, ProviderRESTClient, iso_z
+from sources.common import ProviderRESTClient, check_times, iso_z, malformed_item
 from sources.scrapewise.settings import HISTORY_SORT, LOAD_HISTORY_PATH
 from sources.scrapewise.transform import TIMESTAMP_FIELDS, timestamp
 
@@ -109,29 +109,16 @@ def _within(page: list[Any], floor: pendulum.DateTime | None) -> tuple[list[dict
             name for name in REQUIRED_FIELDS if not isinstance(run, dict) or not run.get(name)
         ]
         if missing:
-            raise _malformed(f"a run lacks {', '.join(missing)}")
-        # null is a run not started or finished yet; anything else must be a time: `started`
-        # orders the list and sets the watermark, a guess would misplace both
-        for name in TIMESTAMP_FIELDS:
-            if run.get(name) is not None and timestamp(run[name]) is None:
-                raise _malformed(f"run {run['id']} has `{name}` {run[name]!r}, not an ISO time")
+            detail = f"a run lacks {', '.join(missing)}"
+            raise malformed_item("scrapewise", LOAD_HISTORY_PATH, detail)
+        # `started` orders the list and sets the watermark
+        check_times("scrapewise", LOAD_HISTORY_PATH, run, TIMESTAMP_FIELDS, "run")
         started = timestamp(run.get("started"))
         # Mongo sorts a missing `started` last under DESC [I]; such a run is kept, never a stop
         if floor is not None and started is not None and started < floor:
             return kept, True
         kept.append(run)
     return kept, False
-
-
-def _malformed(detail: str) -> ProviderAPIError:
-    return ProviderAPIError(
-        "scrapewise",
-        "GET",
-        LOAD_HISTORY_PATH,
-        200,
-        f"malformed response: {detail}",
-        "nothing of this sync was loaded; retry later or report it to Scrapewise",
-    )
 
 
 @dataclass

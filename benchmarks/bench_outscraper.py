@@ -21,8 +21,8 @@ from typing import Any
 from dlt.sources.helpers.requests import Client
 
 from benchmarks.child import child_sync, print_rss_growth
-from sandbox import Sandbox
-from sandbox.outscraper import DEFAULT_KEY, OutscraperAPI
+from scrapesync.sandbox import Sandbox
+from scrapesync.sandbox.outscraper import DEFAULT_KEY, OutscraperAPI
 
 
 def raw_download(url: str) -> tuple[float, int, int]:

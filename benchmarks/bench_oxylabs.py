@@ -24,8 +24,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sandbox import Sandbox
-from sources.oxylabs import connect
+from scrapesync.sandbox import Sandbox
+from scrapesync.sources.oxylabs import connect
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = """
 import json, sys, time
 import dlt
-from pipelines import registry
-from pipelines.runner import sync
+from scrapesync.pipelines import registry
+from scrapesync.pipelines.runner import sync
 options, workdir = json.loads(sys.argv[1]), sys.argv[2]
 started = time.perf_counter()
 report = sync(registry.get("oxylabs"), destination=dlt.destinations.duckdb(workdir + "/b.duckdb"),

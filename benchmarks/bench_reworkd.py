@@ -22,8 +22,8 @@ import orjson
 from dlt.sources.helpers.requests import Client
 
 from benchmarks.child import child_sync, print_rss_growth
-from sandbox import Sandbox
-from sandbox.reworkd import DEFAULT_KEY
+from scrapesync.sandbox import Sandbox
+from scrapesync.sandbox.reworkd import DEFAULT_KEY
 
 GROUP = "bench-group"
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import dlt
 
-from sandbox import Sandbox
-from sandbox.scrapewise import DEFAULT_KEY
-from sources.scrapewise import scrapewise_source
+from scrapesync.sandbox import Sandbox
+from scrapesync.sandbox.scrapewise import DEFAULT_KEY
+from scrapesync.sources.scrapewise import scrapewise_source
 
 SCRAPERS = 10
 

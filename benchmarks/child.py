@@ -21,8 +21,8 @@ import psutil
 
 CHILD = """
 import json, sys, time
-from pipelines import registry
-from pipelines.runner import sync
+from scrapesync.pipelines import registry
+from scrapesync.pipelines.runner import sync
 provider, options = sys.argv[1], json.loads(sys.argv[2])
 started = time.perf_counter()
 report = sync(registry.get(provider), source_options=options)

@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines import registry
-from pipelines.runner import pipeline_for
-from sandbox import Sandbox
-from sandbox.crash import KILL_POINTS, clean_sync, killed_sync
-from sandbox.truth import mismatches
+from scrapesync.pipelines import registry
+from scrapesync.pipelines.runner import pipeline_for
+from scrapesync.sandbox import Sandbox
+from scrapesync.sandbox.crash import KILL_POINTS, clean_sync, killed_sync
+from scrapesync.sandbox.truth import mismatches
 
 SANDBOX: dict[str, dict[str, Any]] = {
     "reworkd": {"groups": ["g-a", "g-b", "g-c"], "records_per_group": 3000},

@@ -40,8 +40,8 @@ from dlt.common.known_env import DLT_DATA_DIR
 from dlt.helpers.airflow_helper import PipelineTasksGroup
 from dlt.sources import DltSource
 
-from pipelines import registry
-from pipelines.runner import file_format, pipeline_for, run_post_load
+from scrapesync.pipelines import registry
+from scrapesync.pipelines.runner import file_format, pipeline_for, run_post_load
 
 DEFAULT_SCHEDULE = "@hourly"
 

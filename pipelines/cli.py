@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import dlt
 
-from pipelines import registry
-from pipelines.runner import SyncReport, sync
+from scrapesync.pipelines import registry
+from scrapesync.pipelines.runner import SyncReport, sync
 
 
 def format_report(report: SyncReport) -> str:
@@ -72,7 +72,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from sandbox import Sandbox
+    from scrapesync.sandbox import Sandbox
 
     sandbox = Sandbox.start_default(port=args.port)
     print(f"sandbox serving on {sandbox.base_url} (Ctrl+C to stop)", flush=True)
@@ -88,7 +88,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pipelines.demo import run_demo
+    from scrapesync.pipelines.demo import run_demo
 
     return run_demo(args.db)
 
@@ -96,8 +96,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import orjson
 
-    from pipelines import status
-    from pipelines.runner import destination_for
+    from scrapesync.pipelines import status
+    from scrapesync.pipelines.runner import destination_for
 
     pipeline = dlt.pipeline(
         pipeline_name="scrapesync_status",

@@ -24,8 +24,8 @@ import dlt
 from dagster import AssetExecutionContext
 from dagster_dlt import dlt_assets
 
-from pipelines import registry
-from pipelines.runner import pipeline_for, sync
+from scrapesync.pipelines import registry
+from scrapesync.pipelines.runner import pipeline_for, sync
 
 
 def _destination() -> str:

@@ -13,10 +13,10 @@ from typing import Any
 import dlt
 import duckdb
 
-from pipelines import registry
-from pipelines.cli import format_report
-from pipelines.runner import sync
-from sandbox import Sandbox
+from scrapesync.pipelines import registry
+from scrapesync.pipelines.cli import format_report
+from scrapesync.pipelines.runner import sync
+from scrapesync.sandbox import Sandbox
 
 DEMO_SIZES: dict[str, dict[str, Any]] = {"reworkd": {"groups": 2, "records_per_group": 2000}}
 SAMPLE_QUERY = """

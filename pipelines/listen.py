@@ -9,7 +9,7 @@ acknowledges them once its load has succeeded. Syncs work without the intake too
 Registering a handler (do it at import time of the provider's CLI module, which
 `pipelines/registry.py` imports, so `scrapesync listen` always knows it)::
 
-    from pipelines.listen import Notification, Rejected, WebhookRequest, register_handler
+    from scrapesync.pipelines.listen import Notification, Rejected, WebhookRequest, register_handler
 
     def my_handler(request: WebhookRequest) -> list[Notification]:
         if not valid(request):                 # signature, IP allow-list, ...

@@ -26,12 +26,12 @@ import dlt
 import pendulum
 from dlt.common import logger
 
-from pipelines.unified import refresh_scrape_runs
-from pipelines.warehouse import Columns, Warehouse, open_warehouse
+from scrapesync.pipelines.unified import refresh_scrape_runs
+from scrapesync.pipelines.warehouse import Columns, Warehouse, open_warehouse
 
 if TYPE_CHECKING:
-    from pipelines.registry import Provider
-    from pipelines.runner import SyncReport
+    from scrapesync.pipelines.registry import Provider
+    from scrapesync.pipelines.runner import SyncReport
 
 SYNC_RUNS: Final = "sync_runs"
 SYNC_CHECKS: Final = "sync_checks"

@@ -20,9 +20,10 @@ from typing import Any, TextIO
 
 import dlt
 
-from sources.common import ProviderAPIError, ProviderRESTClient
-from sources.opencx import api
-from sources.opencx.settings import (
+from scrapesync.sources.common.client import ProviderRESTClient
+from scrapesync.sources.common.errors import ProviderAPIError
+from scrapesync.sources.opencx import api
+from scrapesync.sources.opencx.settings import (
     BASE_URL,
     DEFAULT_PACING_WINDOW_SECONDS,
     DEFAULT_REQUESTS_PER_MINUTE,

@@ -18,11 +18,11 @@ from typing import Any
 import dlt
 from dlt.common import logger
 
-from pipelines import listen
-from sources.common import ProviderAPIError
-from sources.outscraper import webhooks
-from sources.outscraper.client import SPEC, OutscraperClient
-from sources.outscraper.settings import BASE_URL, TASK_PATH
+from scrapesync.pipelines import listen
+from scrapesync.sources.common.errors import ProviderAPIError
+from scrapesync.sources.outscraper import webhooks
+from scrapesync.sources.outscraper.client import SPEC, OutscraperClient
+from scrapesync.sources.outscraper.settings import BASE_URL, TASK_PATH
 
 ACTIONS = {
     "restart": ("PUT", "restarted", "re-run the task under the same id (PUT /tasks/{id})"),

@@ -23,10 +23,10 @@ from typing import Any
 import dlt
 import orjson
 
-from pipelines.listen import Rejected, WebhookRequest, add_command, register_handler
-from sources.oxylabs import Oxylabs, connect
-from sources.oxylabs.callbacks import CallbackHandler, CallbackRejected
-from sources.oxylabs.submit import SubmitReport, force_command
+from scrapesync.pipelines.listen import Rejected, WebhookRequest, add_command, register_handler
+from scrapesync.sources.oxylabs import Oxylabs, connect
+from scrapesync.sources.oxylabs.callbacks import CallbackHandler, CallbackRejected
+from scrapesync.sources.oxylabs.submit import SubmitReport, force_command
 
 JOB_FLAGS = (
     ("--source", str, "Oxylabs source, e.g. universal, google_search (required)"),
@@ -155,9 +155,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def run_sync() -> bool:
-    from pipelines import registry
-    from pipelines.cli import format_report
-    from pipelines.runner import sync
+    from scrapesync.pipelines import registry
+    from scrapesync.pipelines.cli import format_report
+    from scrapesync.pipelines.runner import sync
 
     report = sync(registry.get("oxylabs"), progress=False)
     _out(format_report(report))

@@ -14,8 +14,8 @@ from typing import Any
 import dlt
 from dlt.sources import DltSource
 
-from pipelines import opencx_cli, outscraper_cli, oxylabs_cli, scrapewise_cli
-from sources import opencx, outscraper, oxylabs, reworkd, scrapewise
+from scrapesync.pipelines import opencx_cli, outscraper_cli, oxylabs_cli, scrapewise_cli
+from scrapesync.sources import opencx, outscraper, oxylabs, reworkd, scrapewise
 
 
 @dataclass(frozen=True)

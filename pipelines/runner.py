@@ -22,9 +22,10 @@ from dlt.common.destination import Destination
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from pipelines.metrics import custom_metrics, record_sync
-from pipelines.registry import Provider
-from sources.common import ProviderAPIError, RequestStats
+from scrapesync.pipelines.metrics import custom_metrics, record_sync
+from scrapesync.pipelines.registry import Provider
+from scrapesync.sources.common.errors import ProviderAPIError
+from scrapesync.sources.common.stats import RequestStats
 
 PIPELINE_PREFIX = "scrapesync_"
 DEFAULT_DUCKDB_FILE = "scrapesync.duckdb"

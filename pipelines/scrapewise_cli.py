@@ -13,8 +13,9 @@ from typing import Any, TextIO
 
 import dlt
 
-from sources.common import ProviderAPIError, ProviderRESTClient
-from sources.scrapewise.actions import (
+from scrapesync.sources.common.client import ProviderRESTClient
+from scrapesync.sources.common.errors import ProviderAPIError
+from scrapesync.sources.scrapewise.actions import (
     commit_delete,
     merge_runs,
     preview_delete,
@@ -22,8 +23,8 @@ from sources.scrapewise.actions import (
     run_scraper,
     stop_scraper,
 )
-from sources.scrapewise.api import make_client
-from sources.scrapewise.settings import BASE_URL
+from scrapesync.sources.scrapewise.api import make_client
+from scrapesync.sources.scrapewise.settings import BASE_URL
 
 
 def say(text: str) -> None:
@@ -66,7 +67,7 @@ def cmd_delete_run_data(
         say("scrapewise: nothing deleted")
         return 1
     commit_delete(client, preview)
-    from pipelines.runner import pipeline_for  # the registry imports this module
+    from scrapesync.pipelines.runner import pipeline_for  # the registry imports this module
 
     removed = remove_run_rows(pipeline_for("scrapewise", args.destination), args.job_id)
     say(

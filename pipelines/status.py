@@ -21,10 +21,10 @@ from typing import Any, Final
 import dlt
 import pendulum
 
-from pipelines.metrics import SYNC_CHECKS, SYNC_RUNS, WHOLE_SYNC
-from pipelines.unified import TABLE as SCRAPE_RUNS
-from pipelines.warehouse import Warehouse, open_warehouse
-from sources.outscraper.settings import RESULT_RETENTION_HOURS
+from scrapesync.pipelines.metrics import SYNC_CHECKS, SYNC_RUNS, WHOLE_SYNC
+from scrapesync.pipelines.unified import TABLE as SCRAPE_RUNS
+from scrapesync.pipelines.warehouse import Warehouse, open_warehouse
+from scrapesync.sources.outscraper.settings import RESULT_RETENTION_HOURS
 
 DEFAULT_MAX_AGE_HOURS: Final = 24.0
 # how long each provider keeps the results of a finished async job (hours)

@@ -31,11 +31,11 @@ from typing import Final
 import dlt
 from dlt.common import logger
 
-from pipelines.warehouse import Columns, Warehouse, open_warehouse
-from sources.opencx import settings as opencx_settings
-from sources.outscraper import settings as outscraper_settings
-from sources.oxylabs import settings as oxylabs_settings
-from sources.scrapewise import settings as scrapewise_settings
+from scrapesync.pipelines.warehouse import Columns, Warehouse, open_warehouse
+from scrapesync.sources.opencx import settings as opencx_settings
+from scrapesync.sources.outscraper import settings as outscraper_settings
+from scrapesync.sources.oxylabs import settings as oxylabs_settings
+from scrapesync.sources.scrapewise import settings as scrapewise_settings
 
 TABLE: Final = "scrape_runs"
 STATES: Final = ("pending", "running", "succeeded", "failed", "cancelled", "expired")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sandbox.server import FaultRule, Sandbox
+from scrapesync.sandbox.server import FaultRule, Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 # each provider's first list request: a delay there holds the child inside extract
@@ -78,7 +78,8 @@ class ChildSync:
         cls, provider: str, workdir: Path, env: dict[str, str], destination: str = "duckdb"
     ) -> ChildSync:
         # a child that is to die after a commit runs the CLI through this module, which arms it
-        module = "sandbox.crash" if AFTER_COMMIT_ENV in env else "pipelines.cli"
+        crash_point = AFTER_COMMIT_ENV in env
+        module = "scrapesync.sandbox.crash" if crash_point else "scrapesync.pipelines.cli"
         command = [sys.executable, "-m", module, "sync", provider, "-q"]
         command += ["--destination", destination]
         process = subprocess.Popen(
@@ -196,6 +197,6 @@ def arm_kill_after_commit(table: str) -> None:
 
 if __name__ == "__main__":  # a child sync started by `killed_sync` at a `committed:` point
     arm_kill_after_commit(os.environ[AFTER_COMMIT_ENV])
-    from pipelines.cli import main
+    from scrapesync.pipelines.cli import main
 
     sys.exit(main(sys.argv[1:]))

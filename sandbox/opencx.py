@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sandbox.base import ProviderAPI, SandboxRequest, SandboxResponse
+from scrapesync.sandbox.base import ProviderAPI, SandboxRequest, SandboxResponse
 
 DEFAULT_KEY = "ocx_live_sandbox_full_access_key"
 READ_ONLY_KEY = "ocx_live_sandbox_read_only_key"

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from sandbox.base import ProviderAPI, SandboxRequest, SandboxResponse
+from scrapesync.sandbox.base import ProviderAPI, SandboxRequest, SandboxResponse
 
 DEFAULT_KEY = "os_sandbox_key"
 EPOCH = datetime(2025, 1, 1)

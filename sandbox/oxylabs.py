@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from sandbox.base import ProviderAPI, SandboxRequest, SandboxResponse
+from scrapesync.sandbox.base import ProviderAPI, SandboxRequest, SandboxResponse
 
 DEFAULT_USER = "sandbox_user"
 DEFAULT_PASSWORD = "sandbox_pass"  # a sandbox credential, not a secret

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.base import ProviderAPI
-from sandbox.opencx import OpenCXAPI
-from sandbox.outscraper import OutscraperAPI
-from sandbox.oxylabs import OxylabsAPI
-from sandbox.reworkd import ReworkdAPI
-from sandbox.scrapewise import ScrapewiseAPI
+from scrapesync.sandbox.base import ProviderAPI
+from scrapesync.sandbox.opencx import OpenCXAPI
+from scrapesync.sandbox.outscraper import OutscraperAPI
+from scrapesync.sandbox.oxylabs import OxylabsAPI
+from scrapesync.sandbox.reworkd import ReworkdAPI
+from scrapesync.sandbox.scrapewise import ScrapewiseAPI
 
 
 def default_providers(options: dict[str, dict[str, Any]]) -> list[ProviderAPI]:

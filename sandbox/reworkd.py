@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from sandbox.base import ProviderAPI, SandboxRequest, SandboxResponse
+from scrapesync.sandbox.base import ProviderAPI, SandboxRequest, SandboxResponse
 
 DEFAULT_KEY = "rwk_sandbox_key"
 EPOCH = datetime(2025, 1, 1)

@@ -21,8 +21,8 @@ from typing import Any
 
 import orjson
 
-from sandbox.base import ProviderAPI, SandboxRequest, SandboxResponse
-from sandbox.scrapewise_data import (
+from scrapesync.sandbox.base import ProviderAPI, SandboxRequest, SandboxResponse
+from scrapesync.sandbox.scrapewise_data import (
     ScrapewiseData,
     filter_rows,
     is_object_id,

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from sandbox.base import ProviderAPI, SandboxRequest, SandboxResponse
+from scrapesync.sandbox.base import ProviderAPI, SandboxRequest, SandboxResponse
 
 FAULT_KINDS = ("status", "delay", "drop", "truncate", "html", "malformed", "empty", "mutate")
 MUTATIONS = ("set", "drop", "add", "text")
@@ -167,7 +167,7 @@ class Sandbox:
         cls, options: dict[str, dict[str, Any]] | None = None, port: int = 0
     ) -> Sandbox:
         """Start every provider's sandbox; `options` are per provider (`{"reworkd": {...}}`)."""
-        from sandbox.registry import default_providers
+        from scrapesync.sandbox.registry import default_providers
 
         return cls(default_providers(options or {})).start(port=port)
 

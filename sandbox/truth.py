@@ -23,8 +23,8 @@ from typing import Any
 
 import dlt
 
-from pipelines import registry
-from sandbox.base import ProviderAPI
+from scrapesync.pipelines import registry
+from scrapesync.sandbox.base import ProviderAPI
 
 
 @dataclass(frozen=True)

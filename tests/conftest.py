@@ -10,9 +10,9 @@ from typing import Any
 import duckdb
 import pytest
 
-from pipelines import registry
-from pipelines.runner import SyncReport, sync
-from sandbox import Sandbox
+from scrapesync.pipelines import registry
+from scrapesync.pipelines.runner import SyncReport, sync
+from scrapesync.sandbox import Sandbox
 
 
 @pytest.fixture(autouse=True)

@@ -28,10 +28,10 @@ from typing import Any
 import pytest
 from test_faults import Run, snapshot
 
-from pipelines.runner import pipeline_for
-from sandbox import FaultRule
-from sandbox.truth import read_rows
-from sources.oxylabs import connect
+from scrapesync.pipelines.runner import pipeline_for
+from scrapesync.sandbox import FaultRule
+from scrapesync.sandbox.truth import read_rows
+from scrapesync.sources.oxylabs import connect
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from pipelines import registry
-from sandbox import Sandbox
+from scrapesync.pipelines import registry
+from scrapesync.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,7 +78,7 @@ def test_lint_and_types_are_clean() -> None:
     )
     assert ruff.returncode == 0, ruff.stdout + ruff.stderr
     mypy = subprocess.run(
-        [str(bin_dir / "mypy"), "sources", "pipelines", "sandbox"],
+        [str(bin_dir / "mypy"), "scrapesync"],
         check=False,
         cwd=ROOT,
         capture_output=True,

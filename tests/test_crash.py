@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from pipelines import registry
-from pipelines.runner import SyncReport, pipeline_for, sync
-from sandbox.crash import killed_sync
-from sandbox.truth import mismatches
+from scrapesync.pipelines import registry
+from scrapesync.pipelines.runner import SyncReport, pipeline_for, sync
+from scrapesync.sandbox.crash import killed_sync
+from scrapesync.sandbox.truth import mismatches
 
 SANDBOX = {
     "reworkd": {"groups": ["g-a", "g-b", "g-c"], "records_per_group": 500},

@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from pipelines import registry
-from pipelines.cli import main as cli
-from pipelines.runner import pipeline_for
-from sandbox.truth import mismatches
+from scrapesync.pipelines import registry
+from scrapesync.pipelines.cli import main as cli
+from scrapesync.pipelines.runner import pipeline_for
+from scrapesync.sandbox.truth import mismatches
 
 POSTGRES = ("127.0.0.1", 5432)
 SANDBOX = {

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 from dlt.common.pipeline import TPipelineState
 
-from pipelines import registry
-from pipelines.runner import SyncReport, pipeline_for, sync
-from sandbox import FaultRule
-from sandbox.truth import mismatches, read_rows
+from scrapesync.pipelines import registry
+from scrapesync.pipelines.runner import SyncReport, pipeline_for, sync
+from scrapesync.sandbox import FaultRule
+from scrapesync.sandbox.truth import mismatches, read_rows
 
 MAIN_LIST = {
     "reworkd": r"^/v1/outputs/",

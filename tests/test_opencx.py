@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from sandbox import FaultRule
-from sandbox.opencx import TERMINAL
+from scrapesync.sandbox import FaultRule
+from scrapesync.sandbox.opencx import TERMINAL
 
 JOB_COLUMNS = (
     "id, datasource_id, status, total_pages, completed_pages, new_pages, updated_pages, "
@@ -322,8 +322,8 @@ def test_given_transient_faults_then_sync_survives_with_correct_data(
 
 
 def test_given_interrupted_run_then_next_sync_finishes_it_and_syncs_new_data(ocx: Any) -> None:
-    from pipelines import registry
-    from pipelines.runner import pipeline_for
+    from scrapesync.pipelines import registry
+    from scrapesync.pipelines.runner import pipeline_for
 
     ocx.sync()
     ocx.sandbox.advance(2)
@@ -341,7 +341,7 @@ def test_sandbox_rejects_what_the_real_api_rejects(harness: Any) -> None:
     """The sandbox is only useful if it is as strict as the documented API."""
     from dlt.sources.helpers.requests import Client
 
-    from sandbox.opencx import DEFAULT_KEY, READ_ONLY_KEY
+    from scrapesync.sandbox.opencx import DEFAULT_KEY, READ_ONLY_KEY
 
     ocx = harness("opencx", rate_limit=3, rate_window=60.0)
     http = Client(raise_for_status=False, request_max_attempts=1).session

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from pipelines.cli import main
-from sandbox.opencx import DEFAULT_KEY, READ_ONLY_KEY, TERMINAL
+from scrapesync.pipelines.cli import main
+from scrapesync.sandbox.opencx import DEFAULT_KEY, READ_ONLY_KEY, TERMINAL
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pendulum
 import pytest
 from test_opencx import assert_equals_truth
 
-from sources.opencx.pacing import RollingWindowLimiter
-from sources.opencx.transform import HistoryWalk, duration_seconds
+from scrapesync.sources.opencx.pacing import RollingWindowLimiter
+from scrapesync.sources.opencx.transform import HistoryWalk, duration_seconds
 
 LIMIT, WINDOW = 10, 1.0  # the sandbox's limiter, scaled down from 100 per 60 s
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from pipelines.runner import pipeline_for
-from sandbox.truth import mismatches
+from scrapesync.pipelines.runner import pipeline_for
+from scrapesync.sandbox.truth import mismatches
 
 ROOT = Path(__file__).resolve().parent.parent
 DAG_FILE = ROOT / "pipelines" / "airflow_dag.py"
@@ -73,7 +73,7 @@ def test_given_dagster_when_a_providers_assets_materialise_then_the_destination_
     require("dagster_dlt", "dagster")
     import dagster as dg
 
-    from pipelines.dagster_defs import build_definitions
+    from scrapesync.pipelines.dagster_defs import build_definitions
 
     sandbox = make_sandbox(reworkd={"groups": ["g-a", "g-b"], "records_per_group": 80})
     configure(monkeypatch, sandbox, "reworkd")
@@ -98,7 +98,7 @@ def test_given_dagster_when_the_sync_fails_then_the_run_fails_with_the_providers
     require("dagster_dlt", "dagster")
     import dagster as dg
 
-    from pipelines.dagster_defs import build_definitions
+    from scrapesync.pipelines.dagster_defs import build_definitions
 
     sandbox = make_sandbox(reworkd={"groups": ["g-a"], "records_per_group": 10})
     configure(monkeypatch, sandbox, "reworkd")

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from pipelines.outscraper_cli import run_action
-from sandbox import FaultRule
-from sandbox.outscraper import DEFAULT_KEY, UNAUTHORIZED
+from scrapesync.pipelines.outscraper_cli import run_action
+from scrapesync.sandbox import FaultRule
+from scrapesync.sandbox.outscraper import DEFAULT_KEY, UNAUTHORIZED
 
 
 @pytest.fixture
@@ -208,7 +208,7 @@ def test_given_an_error_in_a_200_body_then_the_sync_fails_with_the_providers_mes
 
 def test_given_an_invalid_page_size_answered_200_then_it_is_an_error(os_: Any) -> None:
     os_.api.tasks.clear()
-    from sources.outscraper.client import KeysetPaginator, OutscraperClient
+    from scrapesync.sources.outscraper.client import KeysetPaginator, OutscraperClient
 
     client = OutscraperClient(DEFAULT_KEY, os_.sandbox.url("outscraper"))
     with pytest.raises(Exception, match="pageSize must be between 1 and 100"):

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from pipelines import listen
-from pipelines.cli import main
-from pipelines.outscraper_cli import webhook_handler
-from sandbox import FaultRule
-from sandbox.outscraper import DEFAULT_KEY
+from scrapesync.pipelines import listen
+from scrapesync.pipelines.cli import main
+from scrapesync.pipelines.outscraper_cli import webhook_handler
+from scrapesync.sandbox import FaultRule
+from scrapesync.sandbox.outscraper import DEFAULT_KEY
 
 
 @pytest.fixture
@@ -130,7 +130,7 @@ def test_given_a_bad_payload_or_unknown_provider_then_it_is_refused(
 
     http = Client(raise_for_status=False, request_max_attempts=1).session
     body = b"not json"
-    from sources.outscraper.webhooks import signature
+    from scrapesync.sources.outscraper.webhooks import signature
 
     signed = {"X-Hub-Signature-256": signature(body, DEFAULT_KEY)}
     assert http.post(f"{intake.url}/outscraper/x", data=body, headers=signed).status_code == 400
@@ -162,7 +162,7 @@ def test_cli_restart_and_terminate_print_clear_results(
 
 
 def test_listen_is_a_command_with_every_registered_handler() -> None:
-    from pipelines.cli import build_parser
+    from scrapesync.pipelines.cli import build_parser
 
     args = build_parser().parse_args(["listen", "--port", "9999", "--dir", "/tmp/x"])
     assert args.func is listen.cmd_listen

@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
-from pipelines.listen import IntakeServer, NotificationStore
-from pipelines.oxylabs_cli import ListenHandler
-from sources.oxylabs import connect
-from sources.oxylabs.callbacks import CallbackerIPs, CallbackHandler
+from scrapesync.pipelines.listen import IntakeServer, NotificationStore
+from scrapesync.pipelines.oxylabs_cli import ListenHandler
+from scrapesync.sources.oxylabs import connect
+from scrapesync.sources.oxylabs.callbacks import CallbackerIPs, CallbackHandler
 
 TOKEN = "tok-0123456789abcdef"
 
@@ -272,8 +272,8 @@ def test_given_a_tight_rate_limit_then_the_sync_slows_down_and_loses_nothing(
 def test_given_the_cli_when_submitting_from_a_file_with_wait_then_every_job_is_collected(
     ox: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pipelines import oxylabs_cli
-    from pipelines.cli import main
+    from scrapesync.pipelines import oxylabs_cli
+    from scrapesync.pipelines.cli import main
 
     for name, value in ox.options().items():
         monkeypatch.setenv(f"SOURCES__OXYLABS__{name.upper()}", str(value))

@@ -19,14 +19,14 @@ from typing import Any
 
 import pytest
 
-from sources.oxylabs import apply_callbacks, connect
-from sources.oxylabs.journal import Journal
+from scrapesync.sources.oxylabs import apply_callbacks, connect
+from scrapesync.sources.oxylabs.journal import Journal
 
 ROOT = Path(__file__).resolve().parent.parent
 VALUES = [f"query {n:05d}" for n in range(12_000)]  # three batches: 5,000 + 5,000 + 2,000
 SUBMIT = """
 import json, sys
-from sources.oxylabs import connect
+from scrapesync.sources.oxylabs import connect
 options, params = json.loads(sys.argv[1]), json.loads(sys.argv[3])
 values = json.load(open(sys.argv[2]))
 report = connect(**options).submitter.submit(values, "query", {"source": "google_search", **params})
@@ -35,8 +35,8 @@ print(json.dumps({"submitted": report.submitted, "known": report.already_known,
 """
 SYNC = """
 import json, sys
-from pipelines import registry
-from pipelines.runner import sync
+from scrapesync.pipelines import registry
+from scrapesync.pipelines.runner import sync
 report = sync(registry.get("oxylabs"), source_options=json.loads(sys.argv[1]))
 print(json.dumps({"ok": report.ok, "error": report.error}))
 """

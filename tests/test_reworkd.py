@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from pipelines.runner import pipeline_for
-from sandbox import FaultRule
-from sandbox.reworkd import DEFAULT_KEY
+from scrapesync.pipelines.runner import pipeline_for
+from scrapesync.sandbox import FaultRule
+from scrapesync.sandbox.reworkd import DEFAULT_KEY
 
 GROUPS = ["g-alpha", "g-beta"]
 
@@ -308,8 +308,8 @@ def test_given_bad_options_then_clear_errors(rw: Any) -> None:
 
 
 def test_given_interrupted_run_then_next_sync_finishes_it_and_syncs_new_data(rw: Any) -> None:
-    from pipelines import registry
-    from pipelines.runner import pipeline_for
+    from scrapesync.pipelines import registry
+    from scrapesync.pipelines.runner import pipeline_for
 
     rw.sync()
     rw.sandbox.advance()

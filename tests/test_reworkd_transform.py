@@ -9,8 +9,8 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from sandbox.reworkd import ReworkdAPI
-from sources.reworkd.transform import (
+from scrapesync.sandbox.reworkd import ReworkdAPI
+from scrapesync.sources.reworkd.transform import (
     MissingFieldsError,
     conform,
     files_table,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sandbox import FaultRule
+from scrapesync.sandbox import FaultRule
 
 HISTORY = "/api/scraper/load-history$"
 ERRORS = "/errors$"

@@ -14,12 +14,12 @@ from typing import Any
 import duckdb
 import pytest
 
-from pipelines import registry
-from pipelines.cli import main
-from pipelines.runner import SyncReport, sync
-from pipelines.unified import MAPPINGS, STATES
-from sandbox import Sandbox
-from sandbox.server import FaultRule
+from scrapesync.pipelines import registry
+from scrapesync.pipelines.cli import main
+from scrapesync.pipelines.runner import SyncReport, sync
+from scrapesync.pipelines.unified import MAPPINGS, STATES
+from scrapesync.sandbox import Sandbox
+from scrapesync.sandbox.server import FaultRule
 
 RUNS = "scrapesync.scrapesync.scrape_runs"  # catalog.dataset.table: the DuckDB file is scrapesync
 

@@ -23,16 +23,13 @@ import pendulum
 from dlt.common import logger
 from dlt.sources import DltResource
 
-from sources.common import (
-    ProviderAPIError,
-    ProviderRESTClient,
-    RequestStats,
-    check_times,
-    iso_z,
-    log_pages,
-    parse_datetime,
-)
-from sources.opencx.api import (
+from scrapesync.sources.common.client import ProviderRESTClient
+from scrapesync.sources.common.errors import ProviderAPIError
+from scrapesync.sources.common.paginators import log_pages
+from scrapesync.sources.common.stats import RequestStats
+from scrapesync.sources.common.timeutil import iso_z, parse_datetime
+from scrapesync.sources.common.validation import check_times
+from scrapesync.sources.opencx.api import (
     PROVIDER,
     endpoint_path,
     get_crawl_job,
@@ -40,7 +37,7 @@ from sources.opencx.api import (
     make_client,
     validate_uuid,
 )
-from sources.opencx.settings import (
+from scrapesync.sources.opencx.settings import (
     BASE_URL,
     CRAWL_JOB_COLUMNS,
     DATASOURCE_COLUMNS,
@@ -51,7 +48,7 @@ from sources.opencx.settings import (
     PAGE_SIZE_PARAM,
     UPDATED_AFTER_PARAM,
 )
-from sources.opencx.transform import (
+from scrapesync.sources.opencx.transform import (
     HistoryWalk,
     datasource_row,
     deleted_marker,

@@ -13,16 +13,12 @@ from typing import Any
 
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 
-from sources.common import (
-    GuardedCursorPaginator,
-    ProviderAPIError,
-    ProviderRESTClient,
-    ProviderSpec,
-    RequestStats,
-    build_client,
-)
-from sources.opencx.pacing import RollingWindowLimiter, install_pacing
-from sources.opencx.settings import (
+from scrapesync.sources.common.client import ProviderRESTClient, build_client
+from scrapesync.sources.common.errors import ProviderAPIError, ProviderSpec
+from scrapesync.sources.common.paginators import GuardedCursorPaginator
+from scrapesync.sources.common.stats import RequestStats
+from scrapesync.sources.opencx.pacing import RollingWindowLimiter, install_pacing
+from scrapesync.sources.opencx.settings import (
     CURSOR_PARAM,
     DATASOURCE_STATUSES,
     ENDPOINTS,

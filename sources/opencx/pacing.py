@@ -23,7 +23,7 @@ from dlt.common import logger
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 
-from sources.common import ProviderRESTClient, retry_after_seconds
+from scrapesync.sources.common.client import ProviderRESTClient, retry_after_seconds
 
 
 class RollingWindowLimiter:

@@ -8,8 +8,9 @@ from typing import Any
 
 import pendulum
 
-from sources.common import parse_datetime, undocumented
-from sources.opencx.settings import (
+from scrapesync.sources.common.timeutil import parse_datetime
+from scrapesync.sources.common.validation import undocumented
+from scrapesync.sources.opencx.settings import (
     ACTIVE_JOB_FIELDS,
     DATASOURCE_FIELDS,
     JOB_FIELDS,

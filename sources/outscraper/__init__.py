@@ -26,18 +26,19 @@ from typing import Any
 import dlt
 from dlt.sources import DltResource
 
-from sources.common import RequestStats, parse_datetime
-from sources.outscraper.client import SPEC, OutscraperClient
-from sources.outscraper.requests import request_results
-from sources.outscraper.results import ColumnTypes
-from sources.outscraper.settings import (
+from scrapesync.sources.common.stats import RequestStats
+from scrapesync.sources.common.timeutil import parse_datetime
+from scrapesync.sources.outscraper.client import SPEC, OutscraperClient
+from scrapesync.sources.outscraper.requests import request_results
+from scrapesync.sources.outscraper.results import ColumnTypes
+from scrapesync.sources.outscraper.settings import (
     BASE_URL,
     DEFAULT_MAX_PENDING_HOURS,
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
 )
-from sources.outscraper.tasks import removal_sql, task_results, tasks
-from sources.outscraper.webhooks import WebhookInbox
+from scrapesync.sources.outscraper.tasks import removal_sql, task_results, tasks
+from scrapesync.sources.outscraper.webhooks import WebhookInbox
 
 DELETE_INSERT: Any = {"disposition": "merge", "strategy": "delete-insert"}
 # Result rows reach a load package once per task (or request) and are numbered uniquely, so the

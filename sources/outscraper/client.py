@@ -21,15 +21,10 @@ from dlt.sources.helpers.rest_client.auth import APIKeyAuth
 from dlt.sources.helpers.rest_client.paginators import BasePaginator, OffsetPaginator
 from requests import Request, Response
 
-from sources.common import (
-    ProviderAPIError,
-    ProviderRESTClient,
-    ProviderSpec,
-    RequestStats,
-    build_client,
-    safe_path,
-)
-from sources.outscraper.settings import GONE_MESSAGE_PATTERN, REQUESTS_PAGE_SIZE
+from scrapesync.sources.common.client import ProviderRESTClient, build_client
+from scrapesync.sources.common.errors import ProviderAPIError, ProviderSpec, safe_path
+from scrapesync.sources.common.stats import RequestStats
+from scrapesync.sources.outscraper.settings import GONE_MESSAGE_PATTERN, REQUESTS_PAGE_SIZE
 
 PROVIDER = "outscraper"
 

@@ -10,10 +10,10 @@ import pendulum
 import pyarrow as pa
 from dlt.common import logger
 
-from sources.common import parse_datetime
-from sources.outscraper.client import OutscraperClient, SkipPaginator
-from sources.outscraper.results import ColumnTypes, batched_tables, request_rows
-from sources.outscraper.settings import (
+from scrapesync.sources.common.timeutil import parse_datetime
+from scrapesync.sources.outscraper.client import OutscraperClient, SkipPaginator
+from scrapesync.sources.outscraper.results import ColumnTypes, batched_tables, request_rows
+from scrapesync.sources.outscraper.settings import (
     REQUEST_EXPIRED,
     REQUEST_FAILURE,
     REQUEST_PATH,
@@ -23,7 +23,7 @@ from sources.outscraper.settings import (
     RESULT_BATCH_ROWS,
     RESULT_RETENTION_HOURS,
 )
-from sources.outscraper.webhooks import WebhookInbox
+from scrapesync.sources.outscraper.webhooks import WebhookInbox
 
 REQUESTS_TABLE: Any = dlt.mark.make_hints(
     table_name="requests",

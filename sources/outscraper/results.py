@@ -31,9 +31,9 @@ from dlt.common.normalizers.naming.snake_case import NamingConvention as SnakeCa
 from requests import RequestException, Response
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from sources.common import ProviderAPIError, safe_path
-from sources.outscraper.client import PROVIDER, outscraper_error
-from sources.outscraper.settings import DOWNLOAD_CHUNK_BYTES, RESULT_BATCH_ROWS
+from scrapesync.sources.common.errors import ProviderAPIError, safe_path
+from scrapesync.sources.outscraper.client import PROVIDER, outscraper_error
+from scrapesync.sources.outscraper.settings import DOWNLOAD_CHUNK_BYTES, RESULT_BATCH_ROWS
 
 HEAD_BYTES = 64 * 1024
 _NESTED_OBJECT = re.compile(rb'^\s*\{.*?"data"\s*:\s*\[\s*\[', re.S)

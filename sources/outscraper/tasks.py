@@ -11,17 +11,19 @@ import pendulum
 import pyarrow as pa
 from dlt.common import logger
 
-from sources.common import ProviderAPIError, check_times, parse_datetime, undocumented
-from sources.outscraper.client import KeysetPaginator, OutscraperClient, is_gone
-from sources.outscraper.results import ColumnTypes, file_tables
-from sources.outscraper.settings import (
+from scrapesync.sources.common.errors import ProviderAPIError
+from scrapesync.sources.common.timeutil import parse_datetime
+from scrapesync.sources.common.validation import check_times, undocumented
+from scrapesync.sources.outscraper.client import KeysetPaginator, OutscraperClient, is_gone
+from scrapesync.sources.outscraper.results import ColumnTypes, file_tables
+from scrapesync.sources.outscraper.settings import (
     TASK_FIELDS,
     TASK_PATH,
     TASK_SUCCESS,
     TASKS_PATH,
     TERMINAL_TASK_STATUSES,
 )
-from sources.outscraper.webhooks import WebhookInbox
+from scrapesync.sources.outscraper.webhooks import WebhookInbox
 
 REMOVED_TASKS: Any = dlt.mark.make_hints(
     table_name="removed_tasks",

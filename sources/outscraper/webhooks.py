@@ -64,7 +64,9 @@ class WebhookInbox:
         self.directory = directory
 
     def take(self, kind: str) -> dict[str, str]:
-        from pipelines.listen import pending_notifications  # the intake lives with the CLI
+        from scrapesync.pipelines.listen import (
+            pending_notifications,  # the intake lives with the CLI
+        )
 
         found: dict[str, str] = {}
         seqs: list[int] = []
@@ -80,6 +82,6 @@ class WebhookInbox:
     def acknowledge_from(resource_state: dict[str, Any]) -> None:
         entry = resource_state.get(STATE_KEY) or {}
         if entry.get("seqs"):
-            from pipelines.listen import acknowledge_notifications
+            from scrapesync.pipelines.listen import acknowledge_notifications
 
             acknowledge_notifications(PROVIDER, entry["seqs"], entry.get("dir"))

@@ -27,12 +27,13 @@ import orjson
 from dlt.common import logger
 from dlt.sources import DltResource
 
-from sources.common import ProviderRESTClient, RequestStats
-from sources.oxylabs.client import RateLimiter, read_client, submit_client
-from sources.oxylabs.collect import Collector, Outcome, oxylabs_time
-from sources.oxylabs.journal import Journal
-from sources.oxylabs.scheduler import schedule_rows, scheduled_jobs
-from sources.oxylabs.settings import (
+from scrapesync.sources.common.client import ProviderRESTClient
+from scrapesync.sources.common.stats import RequestStats
+from scrapesync.sources.oxylabs.client import RateLimiter, read_client, submit_client
+from scrapesync.sources.oxylabs.collect import Collector, Outcome, oxylabs_time
+from scrapesync.sources.oxylabs.journal import Journal
+from scrapesync.sources.oxylabs.scheduler import schedule_rows, scheduled_jobs
+from scrapesync.sources.oxylabs.settings import (
     BASE_URL,
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_RESUBMITS,
@@ -40,7 +41,7 @@ from sources.oxylabs.settings import (
     DEFAULT_REQUESTS_PER_SECOND,
     MAX_BATCH,
 )
-from sources.oxylabs.submit import Submitter, failpoint, resolve_from_callbacks
+from scrapesync.sources.oxylabs.submit import Submitter, failpoint, resolve_from_callbacks
 
 MERGE: Any = {"disposition": "merge", "strategy": "delete-insert"}
 JOBS_COLUMNS: dict[str, Any] = {

@@ -31,9 +31,10 @@ import dlt
 import orjson
 from dlt.common import logger
 
-from sources.common import ProviderAPIError, ProviderRESTClient
-from sources.oxylabs.journal import Journal
-from sources.oxylabs.settings import CALLBACKER_IPS_PATH, CALLBACKER_IPS_TTL
+from scrapesync.sources.common.client import ProviderRESTClient
+from scrapesync.sources.common.errors import ProviderAPIError
+from scrapesync.sources.oxylabs.journal import Journal
+from scrapesync.sources.oxylabs.settings import CALLBACKER_IPS_PATH, CALLBACKER_IPS_TTL
 
 
 class CallbackRejected(Exception):  # noqa: N818 - mirrors listen.Rejected
@@ -108,7 +109,7 @@ class CallbackHandler:
     @classmethod
     def from_config(cls) -> CallbackHandler:
         """Build from dlt config: credentials, `callback_token`, `callbacker_ips` override."""
-        from sources.oxylabs import connect
+        from scrapesync.sources.oxylabs import connect
 
         def setting(name: str) -> Any:
             value: Any = dlt.secrets.get(f"sources.oxylabs.{name}")

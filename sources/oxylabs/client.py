@@ -23,14 +23,9 @@ from requests import HTTPError, Response
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import ConnectTimeout
 
-from sources.common import (
-    RETRY_STATUS,
-    ProviderRESTClient,
-    ProviderSpec,
-    RequestStats,
-    build_client,
-    retry_after_seconds,
-)
+from scrapesync.sources.common.client import ProviderRESTClient, build_client, retry_after_seconds
+from scrapesync.sources.common.errors import RETRY_STATUS, ProviderSpec
+from scrapesync.sources.common.stats import RequestStats
 
 
 def _oxylabs_error(body: Any) -> str | None:

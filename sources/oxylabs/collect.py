@@ -27,8 +27,10 @@ from dlt.common.configuration import resolve_configuration
 from dlt.common.storages.configuration import FilesystemConfiguration
 from dlt.common.storages.fsspec_filesystem import fsspec_from_config
 
-from sources.common import ProviderAPIError, ProviderRESTClient, malformed_item, undocumented
-from sources.oxylabs.settings import (
+from scrapesync.sources.common.client import ProviderRESTClient
+from scrapesync.sources.common.errors import ProviderAPIError, malformed_item
+from scrapesync.sources.common.validation import undocumented
+from scrapesync.sources.oxylabs.settings import (
     CODE_RETRY_FREE,
     CODE_TOO_MANY_RETRIES,
     JOB_PATH,

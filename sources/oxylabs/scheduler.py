@@ -14,10 +14,11 @@ from typing import Any
 
 import dlt
 
-from sources.common import ProviderAPIError, ProviderRESTClient
-from sources.oxylabs.collect import oxylabs_time
-from sources.oxylabs.journal import Journal
-from sources.oxylabs.settings import SCHEDULE_PATH, SCHEDULE_RUNS_PATH, SCHEDULES_PATH
+from scrapesync.sources.common.client import ProviderRESTClient
+from scrapesync.sources.common.errors import ProviderAPIError
+from scrapesync.sources.oxylabs.collect import oxylabs_time
+from scrapesync.sources.oxylabs.journal import Journal
+from scrapesync.sources.oxylabs.settings import SCHEDULE_PATH, SCHEDULE_RUNS_PATH, SCHEDULES_PATH
 
 
 def _exact_int(value: Any, what: str) -> int:

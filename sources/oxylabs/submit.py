@@ -23,10 +23,11 @@ import orjson
 from dlt.common import logger
 from requests.exceptions import RequestException
 
-from sources.common import ProviderAPIError, ProviderRESTClient
-from sources.oxylabs.client import may_have_created
-from sources.oxylabs.journal import Journal, fingerprint
-from sources.oxylabs.settings import (
+from scrapesync.sources.common.client import ProviderRESTClient
+from scrapesync.sources.common.errors import ProviderAPIError
+from scrapesync.sources.oxylabs.client import may_have_created
+from scrapesync.sources.oxylabs.journal import Journal, fingerprint
+from scrapesync.sources.oxylabs.settings import (
     BATCH_PATH,
     CODE_TOO_MANY_RETRIES,
     LIST_PARAMS,

@@ -23,19 +23,13 @@ from dlt.common import logger
 from dlt.sources import DltResource
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 
-from sources.common import (
-    GuardedCursorPaginator,
-    ProviderRESTClient,
-    ProviderSpec,
-    RequestStats,
-    build_client,
-    iso_z,
-    log_pages,
-    malformed_item,
-    parse_datetime,
-    prefetch,
-)
-from sources.reworkd.settings import (
+from scrapesync.sources.common.client import ProviderRESTClient, build_client
+from scrapesync.sources.common.concurrency import prefetch
+from scrapesync.sources.common.errors import ProviderSpec, malformed_item
+from scrapesync.sources.common.paginators import GuardedCursorPaginator, log_pages
+from scrapesync.sources.common.stats import RequestStats
+from scrapesync.sources.common.timeutil import iso_z, parse_datetime
+from scrapesync.sources.reworkd.settings import (
     BASE_URL,
     DEFAULT_LOOKBACK_SECONDS,
     DEFAULT_PAGE_SIZE,
@@ -43,7 +37,12 @@ from sources.reworkd.settings import (
     MAX_PAGE_SIZE,
     OUTPUTS_PATH,
 )
-from sources.reworkd.transform import MalformedOutputError, conform, history_table, page_tables
+from scrapesync.sources.reworkd.transform import (
+    MalformedOutputError,
+    conform,
+    history_table,
+    page_tables,
+)
 
 
 def _fastapi_error(body: Any) -> str | None:

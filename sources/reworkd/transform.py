@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common.libs.pyarrow import get_column_type_from_py_arrow
 
-from sources.reworkd.settings import (
+from scrapesync.sources.reworkd.settings import (
     CHANGE_TYPES,
     FILE_FIELDS,
     FLATTENED_FIELDS,

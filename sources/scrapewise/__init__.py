@@ -23,18 +23,19 @@ from typing import Any
 import dlt
 from dlt.sources import DltResource
 
-from sources.common import RequestStats, parse_datetime
-from sources.scrapewise.actions import post_load
-from sources.scrapewise.api import check_object_ids, make_client
-from sources.scrapewise.jobs import scopes_for
-from sources.scrapewise.resources import (
+from scrapesync.sources.common.stats import RequestStats
+from scrapesync.sources.common.timeutil import parse_datetime
+from scrapesync.sources.scrapewise.actions import post_load
+from scrapesync.sources.scrapewise.api import check_object_ids, make_client
+from scrapesync.sources.scrapewise.jobs import scopes_for
+from scrapesync.sources.scrapewise.resources import (
     enriched_rows,
     job_errors,
     jobs,
     rows,
     scrapers,
 )
-from sources.scrapewise.settings import (
+from scrapesync.sources.scrapewise.settings import (
     BASE_URL,
     DEFAULT_CONCURRENCY,
     DEFAULT_PAGE_SIZE,

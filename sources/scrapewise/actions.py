@@ -16,9 +16,10 @@ from typing import Any
 import dlt
 from dlt.common import logger
 
-from sources.common import ProviderAPIError, ProviderRESTClient
-from sources.scrapewise.api import check_object_ids
-from sources.scrapewise.settings import (
+from scrapesync.sources.common.client import ProviderRESTClient
+from scrapesync.sources.common.errors import ProviderAPIError
+from scrapesync.sources.scrapewise.api import check_object_ids
+from scrapesync.sources.scrapewise.settings import (
     DELETE_DATA_PATH,
     MERGE_PATH,
     PREVIEW_DELETE_PATH,

@@ -15,14 +15,10 @@ import orjson
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
 
-from sources.common import (
-    ProviderAPIError,
-    ProviderRESTClient,
-    ProviderSpec,
-    RequestStats,
-    build_client,
-)
-from sources.scrapewise.settings import (
+from scrapesync.sources.common.client import ProviderRESTClient, build_client
+from scrapesync.sources.common.errors import ProviderAPIError, ProviderSpec
+from scrapesync.sources.common.stats import RequestStats
+from scrapesync.sources.scrapewise.settings import (
     GROUP_DATA_PATH,
     GROUP_LIST_PATH,
     JOB_ERRORS_PATH,

@@ -27,9 +27,12 @@ import orjson
 import pendulum
 from dlt.common import logger
 
-from sources.common import ProviderRESTClient, check_times, iso_z, malformed_item
-from sources.scrapewise.settings import HISTORY_SORT, LOAD_HISTORY_PATH
-from sources.scrapewise.transform import TIMESTAMP_FIELDS, timestamp
+from scrapesync.sources.common.client import ProviderRESTClient
+from scrapesync.sources.common.errors import malformed_item
+from scrapesync.sources.common.timeutil import iso_z
+from scrapesync.sources.common.validation import check_times
+from scrapesync.sources.scrapewise.settings import HISTORY_SORT, LOAD_HISTORY_PATH
+from scrapesync.sources.scrapewise.transform import TIMESTAMP_FIELDS, timestamp
 
 REQUIRED_FIELDS = ("id", "groupId", "state")
 

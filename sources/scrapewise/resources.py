@@ -10,8 +10,9 @@ import dlt
 import pendulum
 from dlt.common import logger
 
-from sources.common import ProviderRESTClient, iso_z
-from sources.scrapewise.api import (
+from scrapesync.sources.common.client import ProviderRESTClient
+from scrapesync.sources.common.timeutil import iso_z
+from scrapesync.sources.scrapewise.api import (
     bounded_map,
     fetch_errors,
     fetch_rows,
@@ -19,14 +20,14 @@ from sources.scrapewise.api import (
     list_groups,
     list_scrapers,
 )
-from sources.scrapewise.jobs import Pass, Scope, ScopeMark, log_inconsistent, read_pass
-from sources.scrapewise.settings import (
+from scrapesync.sources.scrapewise.jobs import Pass, Scope, ScopeMark, log_inconsistent, read_pass
+from scrapesync.sources.scrapewise.settings import (
     ACTIVE_STATES,
     ENRICHED_SUFFIX,
     ROWS_SORT,
     TERMINAL_STATES,
 )
-from sources.scrapewise.transform import (
+from scrapesync.sources.scrapewise.transform import (
     content_hash,
     data_rows,
     error_rows,
@@ -35,7 +36,7 @@ from sources.scrapewise.transform import (
     scraper_row,
     timestamp,
 )
-from sources.scrapewise.transform import enriched_rows as shape_enriched
+from scrapesync.sources.scrapewise.transform import enriched_rows as shape_enriched
 
 
 def jobs(

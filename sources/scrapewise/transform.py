@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pendulum
 
-from sources.common import parse_datetime
-from sources.scrapewise.settings import SCRAPED_AT_FIELDS
+from scrapesync.sources.common.timeutil import parse_datetime
+from scrapesync.sources.scrapewise.settings import SCRAPED_AT_FIELDS
 
 TIMESTAMP_FIELDS = ("started", "finished")
 

@@ -1,0 +1,170 @@
+"""The HTTP client every provider uses: dlt's `RESTClient` over dlt's retrying session.
+
+* 5xx, timeouts and connection resets are retried with exponential backoff; 429 is retried
+  honouring `Retry-After`, but only while the wait the provider asks for stays under
+  `[runtime] request_max_retry_delay`: a longer wait stops the sync with a clear error instead
+  of a silent hour-long sleep. `Retry-After: 0` (or a date in the past) falls back to the
+  exponential backoff, so it never spins.
+* Every response body is decoded once, with orjson, and cached on the response: dlt's
+  `RESTClient` and its paginators each call `response.json()` (docs/dlt-behaviours.md).
+* Every failure that is not retried, or that outlived its retries, becomes a
+  `ProviderAPIError` (`scrapesync.sources.common.errors`). API keys never reach a message.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import orjson
+from dlt.common.configuration import resolve_configuration
+from dlt.common.configuration.specs import RuntimeConfiguration
+from dlt.sources.helpers.requests import Client
+from dlt.sources.helpers.rest_client import RESTClient
+from dlt.sources.helpers.rest_client.paginators import BasePaginator
+from requests import HTTPError, Request, Response
+from requests.auth import AuthBase
+
+from scrapesync.sources.common.errors import (
+    RETRY_STATUS,
+    ProviderAPIError,
+    ProviderSpec,
+    error_detail,
+    malformed_response,
+    safe_path,
+)
+from scrapesync.sources.common.stats import RequestStats
+
+
+def _decode_once(spec: ProviderSpec, response: Response, base_url: str) -> Callable[..., Any]:
+    """Return a `response.json` replacement that decodes the body once with orjson."""
+    cache: list[Any] = []
+
+    def json(**_: Any) -> Any:
+        if not cache:
+            try:
+                cache.append(orjson.loads(response.content))
+            except orjson.JSONDecodeError as exc:
+                why = f"the body is not JSON ({exc})"
+                raise malformed_response(spec, response, why, base_url) from None
+        return cache[0]
+
+    return json
+
+
+def retry_after_seconds(response: Response) -> float | None:
+    """Seconds the provider asks to wait (`Retry-After` as seconds or HTTP date), if any."""
+    header = response.headers.get("Retry-After")
+    if not header:
+        return None
+    header = header.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", header):
+        return float(header)
+    try:
+        return parsedate_to_datetime(header).timestamp() - time.time()
+    except (TypeError, ValueError):
+        return None
+
+
+class ProviderRESTClient(RESTClient):
+    """dlt's RESTClient whose every request goes through scrapesync's response hook."""
+
+    def __init__(
+        self, spec: ProviderSpec, stats: RequestStats, max_retry_delay: float, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.stats = stats
+        self.max_retry_delay = max_retry_delay
+
+    def _create_response_handler(self) -> Callable[..., None]:
+        return self._on_response
+
+    def _create_request(self, *args: Any, **kwargs: Any) -> Request:
+        hooks = dict(kwargs.get("hooks") or {})
+        hooks.setdefault("response", [self._on_response])
+        kwargs["hooks"] = hooks
+        return super()._create_request(*args, **kwargs)
+
+    def _on_response(self, response: Response, *_: Any, **__: Any) -> None:
+        self.stats.record(response)
+        if response.status_code < 400:
+            decoder = _decode_once(self.spec, response, self.base_url)
+            response.json = decoder  # type: ignore[method-assign]
+            return
+        raise self._error(response)
+
+    def _error(self, response: Response) -> ProviderAPIError:
+        path = safe_path(response.url, self.base_url)
+        method = response.request.method or "GET"
+        detail = error_detail(self.spec, response)
+        hint = self.spec.hint_for(response.status_code, path)
+        wait = retry_after_seconds(response) if response.status_code == 429 else None
+        if wait is not None and wait > self.max_retry_delay:
+            detail += (
+                f" (the provider asks to wait {wait:.0f} s, more than the "
+                f"{self.max_retry_delay:.0f} s this sync will wait)"
+            )
+        elif response.status_code == 429 or response.status_code in RETRY_STATUS:
+            detail += " (gave up after the configured retries)"
+        return ProviderAPIError(
+            self.spec.name, method, path, response.status_code, detail, hint, response=response
+        )
+
+
+def _retry_throttled_within(max_delay: float) -> Callable[[Response | None, Any], bool]:
+    """Retry a 429 unless the provider asks for a wait longer than `max_delay`."""
+
+    def should_retry(response: Response | None, exception: BaseException | None) -> bool:
+        if response is None and isinstance(exception, HTTPError):
+            response = exception.response
+        if response is None or response.status_code != 429:
+            return False
+        wait = retry_after_seconds(response)
+        return wait is None or wait <= max_delay
+
+    return should_retry
+
+
+def build_client(
+    spec: ProviderSpec,
+    base_url: str,
+    auth: AuthBase | None,
+    *,
+    paginator: BasePaginator | None = None,
+    data_selector: str | None = None,
+    stats: RequestStats | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> ProviderRESTClient:
+    """A `RESTClient` for one provider over dlt's retrying session.
+
+    Retry attempts, backoff factor, the longest wait and the timeout come from dlt's
+    `[runtime]` settings (`request_max_attempts`, `request_backoff_factor`,
+    `request_max_retry_delay`, `request_timeout`), so they are configured the dlt way.
+    """
+    runtime = resolve_configuration(RuntimeConfiguration())
+    max_delay = float(runtime.request_max_retry_delay)
+    session = Client(
+        request_timeout=runtime.request_timeout,
+        raise_for_status=False,
+        status_codes=RETRY_STATUS,
+        retry_condition=_retry_throttled_within(max_delay),
+        request_max_attempts=runtime.request_max_attempts,
+        request_backoff_factor=runtime.request_backoff_factor,
+        request_max_retry_delay=max_delay,
+        respect_retry_after_header=True,
+    ).session
+    return ProviderRESTClient(
+        spec,
+        stats or RequestStats(),
+        max_delay,
+        base_url=base_url,
+        auth=auth,
+        paginator=paginator,
+        data_selector=data_selector,
+        session=session,
+        headers=dict(headers or {}),
+    )

@@ -1,0 +1,53 @@
+"""Paginators beyond dlt's own, and a progress log over a page stream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from dlt.common import logger
+from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
+from requests import Response
+
+from scrapesync.sources.common.errors import ProviderAPIError, safe_path
+
+
+class GuardedCursorPaginator(JSONResponseCursorPaginator):
+    """Cursor paginator that stops on an empty page and refuses to loop.
+
+    dlt's cursor paginator stops only when the cursor is null (docs/dlt-behaviours.md).
+    Providers that end with an empty page, or that (through a bug) hand back the cursor they
+    were just given, would otherwise make a sync read forever.
+    """
+
+    def __init__(self, provider: str, cursor_path: str, cursor_param: str) -> None:
+        super().__init__(cursor_path=cursor_path, cursor_param=cursor_param)
+        self.provider = provider
+        self._seen: set[Any] = set()
+
+    def update_state(self, response: Response, data: list[Any] | None = None) -> None:
+        super().update_state(response, data)
+        if not data:
+            self._has_next_page = False
+            return
+        cursor = self._next_reference
+        if cursor is not None and cursor in self._seen:
+            raise ProviderAPIError(
+                self.provider,
+                response.request.method or "GET",
+                safe_path(response.url),
+                response.status_code,
+                f"pagination loops: cursor {cursor!r} was returned twice",
+                "the provider's pagination is broken; retry later or report it to the provider",
+                response=response,
+            )
+        self._seen.add(cursor)
+
+
+def log_pages(provider: str, label: str, pages: Iterator[list[Any]]) -> Iterator[list[Any]]:
+    """Pass pages through, logging one progress line per page."""
+    total = 0
+    for number, page in enumerate(pages, start=1):
+        total += len(page)
+        logger.info(f"{provider} {label}: page {number}, {len(page)} rows ({total} so far)")
+        yield page

@@ -22,8 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scrapesync.pipelines import registry
-from scrapesync.pipelines.runner import pipeline_for
+from scrapesync.pipelines.runner import keyed_tables, pipeline_for
 from scrapesync.sandbox import Sandbox
 from scrapesync.sandbox.crash import KILL_POINTS, clean_sync, killed_sync
 from scrapesync.sandbox.truth import mismatches
@@ -65,7 +64,7 @@ def soak(provider: str, cycles: int, rng: random.Random, workdir: Path) -> tuple
             if point == "timer":
                 point = f"timer:{rng.uniform(0.5, 6.0):.2f}"
             elif point == "committed":  # lands only if this sync loads rows into that table
-                point = f"committed:{rng.choice(sorted(registry.get(provider).tables))}"
+                point = f"committed:{rng.choice(sorted(keyed_tables(pipeline_for(provider))))}"
             landed = killed_sync(sandbox, provider, workdir, point, OPTIONS[provider])
             kills += landed
             sandbox.advance(rng.randint(0, 2))

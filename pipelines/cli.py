@@ -15,8 +15,9 @@ from collections.abc import Sequence
 
 import dlt
 
-from scrapesync.pipelines import registry
-from scrapesync.pipelines.runner import SyncReport, sync
+from scrapesync.pipelines import listen, registry
+from scrapesync.pipelines.report import SyncReport
+from scrapesync.pipelines.runner import pipeline_for, sync
 
 
 def format_report(report: SyncReport) -> str:
@@ -46,9 +47,10 @@ def format_report(report: SyncReport) -> str:
 def cmd_sync(args: argparse.Namespace) -> int:
     names = args.providers or [p.name for p in registry.PROVIDERS.values() if p.is_configured()]
     if not names:
+        example = next(iter(registry.PROVIDERS.values()))
         print(
-            "scrapesync: no provider is configured; set e.g. SOURCES__REWORKD__API_KEY and "
-            "SOURCES__REWORKD__GROUP_IDS, or name a provider: scrapesync sync reworkd",
+            f"scrapesync: no provider is configured; set e.g. {example.env_hint()}, "
+            f"or name a provider: scrapesync sync {example.name}",
             file=sys.stderr,
         )
         return 2
@@ -159,10 +161,24 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox_parser.add_argument("--port", type=int, default=8765)
     sandbox_parser.set_defaults(func=cmd_sandbox)
 
+    listen.add_command(commands)
     for provider in registry.PROVIDERS.values():
-        if provider.cli is not None:
-            provider.cli(commands)
+        if provider.actions is not None:
+            provider.actions(commands)
+    parser.set_defaults(host=CommandLineHost())
     return parser
+
+
+class CommandLineHost:
+    """What provider actions may ask of the command line (`args.host`, a `Host`)."""
+
+    def sync(self, provider: str) -> bool:
+        report = sync(registry.get(provider), progress=False)
+        print(format_report(report), flush=True)
+        return report.ok
+
+    def pipeline(self, provider: str, destination: str = "duckdb") -> dlt.Pipeline:
+        return pipeline_for(provider, destination)
 
 
 class _QuietArrowHints(logging.Filter):

@@ -17,13 +17,7 @@ from scrapesync.pipelines import registry
 from scrapesync.pipelines.cli import format_report
 from scrapesync.pipelines.runner import sync
 from scrapesync.sandbox import Sandbox
-
-DEMO_SIZES: dict[str, dict[str, Any]] = {"reworkd": {"groups": 2, "records_per_group": 2000}}
-SAMPLE_QUERY = """
-SELECT group_id, count(*) AS live_outputs, round(avg(data__price), 2) AS avg_price,
-       max(update_date) AS newest_change
-FROM reworkd.outputs GROUP BY group_id ORDER BY group_id
-"""
+from scrapesync.sandbox.registry import sandbox_classes
 
 
 def run_demo(db_path: str) -> int:
@@ -32,7 +26,7 @@ def run_demo(db_path: str) -> int:
     for stale in (path, path.with_name(path.name + ".wal")):
         stale.unlink(missing_ok=True)
     destination = dlt.destinations.duckdb(str(path))
-    with Sandbox.start_default(DEMO_SIZES) as sandbox, tempfile.TemporaryDirectory() as work:
+    with Sandbox.start_default(demo_sizes()) as sandbox, tempfile.TemporaryDirectory() as work:
         print(f"sandbox on {sandbox.base_url}; loading into {path}\n")
         ok = _sync_all(sandbox, destination, work, "first sync (full load)")
         changes = sandbox.advance()
@@ -80,7 +74,14 @@ def _check(sandbox: Sandbox, path: Path) -> bool:
     return ok
 
 
+def demo_sizes() -> dict[str, dict[str, Any]]:
+    """Sandbox options per provider for the demo (each sandbox's `DEMO_OPTIONS`)."""
+    return {name: dict(api.DEMO_OPTIONS) for name, api in sandbox_classes().items()}
+
+
 def _sample(path: Path) -> None:
-    print(f"\nsample query ({path.name}):{SAMPLE_QUERY}")
     with duckdb.connect(str(path), read_only=True) as db:
-        db.sql(SAMPLE_QUERY).show()
+        for provider in registry.PROVIDERS.values():
+            if provider.sample_query:
+                print(f"\nsample query ({path.name}):{provider.sample_query}")
+                db.sql(provider.sample_query).show()

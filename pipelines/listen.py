@@ -1,207 +1,32 @@
 """`scrapesync listen`: one webhook intake server for every provider.
 
-Providers that push notifications (Outscraper webhooks, Oxylabs callbacks, ...) POST to
-`http://HOST:PORT/<provider>/...`. The server looks the provider up in a registry of
-handlers; the handler verifies the request and turns it into notifications; the server stores
-them durably and idempotently; the provider's next sync reads the pending ones first and
-acknowledges them once its load has succeeded. Syncs work without the intake too (polling).
-
-Registering a handler (do it at import time of the provider's CLI module, which
-`pipelines/registry.py` imports, so `scrapesync listen` always knows it)::
-
-    from scrapesync.pipelines.listen import Notification, Rejected, WebhookRequest, register_handler
-
-    def my_handler(request: WebhookRequest) -> list[Notification]:
-        if not valid(request):                 # signature, IP allow-list, ...
-            raise Rejected(401, "bad signature")   # logged without secrets, answered 401
-        return [Notification("myprovider", "job", job_id, status, dedupe_key=None)]
-
-    register_handler("myprovider", my_handler)
-
-`WebhookRequest` holds the path below the provider prefix, lower-cased headers, the raw body
-and the client address. `Notification(provider, kind, object_id, status, dedupe_key)`: the
-store keeps one row per `dedupe_key` (default `kind:object_id:status`), so a duplicate or
-replayed delivery is stored once and answered 200; order does not matter because a sync reads
-the object's current state from the API. Raise `Rejected(status, reason)` to refuse.
-
-Reading from a source (`pending_notifications(provider, directory, kind=None)`) returns
-`StoredNotification`s (with `seq`); `acknowledge_notifications(provider, seqs, directory)`
-marks them done after the load that used them succeeded.
-
-Storage: SQLite in WAL mode with `synchronous=FULL` (every accepted notification is on disk
-before the 200 goes out), file `notifications.sqlite` in `--dir`, else dlt config
-`scrapesync.webhook_dir` (env `SCRAPESYNC__WEBHOOK_DIR`), else `<dlt data dir>/scrapesync`.
+Providers that push notifications (webhooks, callbacks) POST to `http://HOST:PORT/<provider>/...`.
+The server hands the delivery to the `webhook` handler of that provider's description
+(`Provider.webhook`), stores the notifications it returns in the inbox
+(`scrapesync.sources.common.inbox`, which documents the protocol) and answers 200; a handler's
+`Rejected(status, reason)` is answered with that status and logged without secrets. Syncs work
+without the intake too (polling).
 """
 
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing, contextmanager
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-import dlt
 import orjson
 from dlt.common import logger
 
-STORE_FILE = "notifications.sqlite"
+from scrapesync.pipelines import registry
+from scrapesync.sources.common.inbox import Handler, NotificationStore, Rejected, WebhookRequest
+
 MAX_BODY_BYTES = 1 << 20
 
 
-@dataclass(frozen=True)
-class WebhookRequest:
-    """One delivery as a handler sees it."""
-
-    provider: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    remote: str
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name.lower())
-
-
-@dataclass(frozen=True)
-class Notification:
-    """What a handler asks the store to keep: "look at this object of this provider"."""
-
-    provider: str
-    kind: str
-    object_id: str
-    status: str = ""
-    dedupe_key: str | None = None
-
-    def key(self) -> str:
-        return self.dedupe_key or f"{self.kind}:{self.object_id}:{self.status}"
-
-
-@dataclass(frozen=True)
-class StoredNotification:
-    seq: int
-    provider: str
-    kind: str
-    object_id: str
-    status: str
-    received_at: float
-
-
-class Rejected(Exception):  # noqa: N818 (handlers read as `raise Rejected(401, ...)`)
-    """A handler's refusal: the server answers `status` and logs `reason` (no secrets)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-Handler = Callable[[WebhookRequest], Iterable[Notification]]
-HANDLERS: dict[str, Handler] = {}
-
-
-def register_handler(provider: str, handler: Handler) -> None:
-    """Route `POST /<provider>/...` to `handler` (a later registration replaces it)."""
-    HANDLERS[provider] = handler
-
-
-def store_dir(directory: str | Path | None = None) -> Path:
-    """The notification store's directory (see the module docstring for the order)."""
-    if directory:
-        return Path(directory)
-    configured: Any = dlt.config.get("scrapesync.webhook_dir")
-    default = Path(dlt.current.run_context().data_dir) / "scrapesync"
-    return Path(configured) if configured else default
-
-
-class NotificationStore:
-    """Durable, idempotent notification journal (SQLite, one connection per call)."""
-
-    def __init__(self, directory: str | Path | None = None) -> None:
-        self.path = store_dir(directory) / STORE_FILE
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def _db(self, create: bool) -> Iterator[sqlite3.Connection]:
-        if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            if create:
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS notifications (seq INTEGER PRIMARY KEY "
-                    "AUTOINCREMENT, provider TEXT NOT NULL, kind TEXT NOT NULL, object_id TEXT "
-                    "NOT NULL, status TEXT NOT NULL, dedupe_key TEXT NOT NULL, received_at REAL "
-                    "NOT NULL, acked_at REAL, UNIQUE (provider, dedupe_key))"
-                )
-            yield db
-
-    def add(self, notification: Notification) -> bool:
-        """Store it; False when the same notification was stored before (a duplicate)."""
-        with self._lock, self._db(create=True) as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO notifications (provider, kind, object_id, status, "
-                "dedupe_key, received_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    notification.provider,
-                    notification.kind,
-                    notification.object_id,
-                    notification.status,
-                    notification.key(),
-                    time.time(),
-                ),
-            )
-            return cursor.rowcount == 1
-
-    def pending(self, provider: str, kind: str | None = None) -> list[StoredNotification]:
-        """Notifications not acknowledged yet, oldest first (none if nothing was stored)."""
-        if not self.path.exists():
-            return []
-        sql = (
-            "SELECT seq, provider, kind, object_id, status, received_at FROM notifications "
-            "WHERE provider = ? AND acked_at IS NULL"
-        )
-        args: list[Any] = [provider]
-        if kind is not None:
-            sql += " AND kind = ?"
-            args.append(kind)
-        with self._db(create=False) as db:
-            rows = db.execute(sql + " ORDER BY seq", args).fetchall()
-        return [StoredNotification(*row) for row in rows]
-
-    def acknowledge(self, provider: str, seqs: Iterable[int]) -> int:
-        """Mark notifications done; returns how many were still pending."""
-        numbers = [(time.time(), provider, int(seq)) for seq in seqs]
-        if not numbers or not self.path.exists():
-            return 0
-        with self._lock, self._db(create=False) as db:
-            before = db.total_changes
-            db.executemany(
-                "UPDATE notifications SET acked_at = ? WHERE provider = ? AND seq = ? "
-                "AND acked_at IS NULL",
-                numbers,
-            )
-            return db.total_changes - before
-
-
-def pending_notifications(
-    provider: str, directory: str | Path | None = None, kind: str | None = None
-) -> list[StoredNotification]:
-    """What the sources call: `provider`'s pending notifications, oldest first."""
-    return NotificationStore(directory).pending(provider, kind)
-
-
-def acknowledge_notifications(
-    provider: str, seqs: Iterable[int], directory: str | Path | None = None
-) -> int:
-    """What the sources' post-load steps call once the data is loaded."""
-    return NotificationStore(directory).acknowledge(provider, seqs)
+def provider_handlers() -> dict[str, Handler]:
+    """`POST /<provider>/...` routes: every registered provider that declares a handler."""
+    return {p.name: p.webhook for p in registry.PROVIDERS.values() if p.webhook is not None}
 
 
 class IntakeServer:
@@ -215,7 +40,7 @@ class IntakeServer:
         port: int = 0,
     ) -> None:
         self.store = store
-        self.handlers = HANDLERS if handlers is None else handlers
+        self.handlers = provider_handlers() if handlers is None else handlers
         handler = type("BoundIntake", (_IntakeHandler,), {"intake": self})
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
@@ -289,7 +114,9 @@ class _IntakeHandler(BaseHTTPRequestHandler):
         self._answer(status, answer)
 
     def do_GET(self) -> None:
-        self._answer(200 if self.path == "/health" else 405, {"providers": sorted(HANDLERS)})
+        self._answer(
+            200 if self.path == "/health" else 405, {"providers": sorted(self.intake.handlers)}
+        )
 
     def _answer(self, status: int, payload: dict[str, Any]) -> None:
         body = orjson.dumps(payload)
@@ -314,9 +141,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
-    """Add `scrapesync listen` (idempotent: every provider with webhooks may call it)."""
-    if "listen" in commands.choices:
-        return
+    """Add `scrapesync listen`."""
     parser = commands.add_parser("listen", help="receive provider webhooks for the next sync")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: all)")
     parser.add_argument("--port", type=int, default=8766)

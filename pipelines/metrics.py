@@ -3,11 +3,11 @@
 After each provider sync (ok or failed) the runner calls `record_sync` once. It
 
 * refreshes the provider's rows of `scrape_runs` (`pipelines.unified`);
-* runs the completeness checks: totals the provider states in the rows just loaded (`CHECKS`,
-  e.g. an Outscraper task's `quantity` against the rows of its result file), and totals sources
-  report while reading, as dlt resource metrics `expected:<table>` / `read:<table>` (the same
-  mechanism as the runner's `deleted:<table>`); a shortfall is a warning in the sync summary
-  and a row with `ok = false` in `sync_checks`. Nothing is ever deleted because of a check;
+* runs the completeness checks: totals the provider states in the rows just loaded
+  (`Provider.checks`, e.g. a task's stated row count against the rows of its result file), and
+  totals sources report while reading, as dlt resource metrics `expected:<table>` /
+  `read:<table>` (the same mechanism as the runner's `deleted:<table>`); a shortfall is a
+  warning in the sync summary and a row with `ok = false` in `sync_checks`. Nothing is ever deleted because of a check;
 * writes one `sync_runs` row per table of the provider plus one row for the whole sync
   (`resource = '*'`), which carries the HTTP counters (they are counted per sync, not per
   table) and the outcome and error.
@@ -20,18 +20,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import dlt
 import pendulum
 from dlt.common import logger
 
+from scrapesync.pipelines.report import SyncReport
 from scrapesync.pipelines.unified import refresh_scrape_runs
 from scrapesync.pipelines.warehouse import Columns, Warehouse, open_warehouse
-
-if TYPE_CHECKING:
-    from scrapesync.pipelines.registry import Provider
-    from scrapesync.pipelines.runner import SyncReport
+from scrapesync.sources.common.provider import Provider, TotalCheck, merge_tables
 
 SYNC_RUNS: Final = "sync_runs"
 SYNC_CHECKS: Final = "sync_checks"
@@ -73,86 +71,6 @@ SYNC_CHECKS_COLUMNS: Final[Columns] = (
 WATERMARK_KEYS: Final = frozenset({"last_value", "watermark", "journal_version"})
 
 
-@dataclass(frozen=True)
-class TotalCheck:
-    """A total the provider states on a parent row, against the child rows that landed.
-
-    Attributes:
-        provider / name: identify the check in `sync_checks`.
-        parent / key / expected: parent table, its key, and its column that states the total.
-        child / fk: child table and its column that references `key`.
-        where: SQL condition on the parent (`p.`) rows whose total is final.
-        also: extra join condition (`c.` child, `p.` parent), e.g. the same product.
-    """
-
-    provider: str
-    name: str
-    parent: str
-    key: str
-    expected: str
-    child: str
-    fk: str
-    where: str
-    also: str = ""
-
-
-CHECKS: Final[tuple[TotalCheck, ...]] = (
-    TotalCheck(
-        "scrapewise",
-        "rows_per_run",
-        parent="jobs",
-        key="id",
-        expected="items_quantity",
-        child="rows",
-        fk="job_id",
-        where="p.state IN ('COMPLETED', 'FAILED', 'STOPPED') AND NOT COALESCE(p.is_deleted, FALSE)",
-    ),
-    TotalCheck(
-        "outscraper",
-        "rows_per_task",
-        parent="tasks",
-        key="id",
-        expected="quantity",
-        child="task_results",
-        fk="task_id",
-        where="UPPER(p.status) = 'SUCCESS'",
-        also="c.product_name = p.product_name",
-    ),
-    TotalCheck(
-        "outscraper",
-        "rows_per_request",
-        parent="requests",
-        key="id",
-        expected="rows",
-        child="request_results",
-        fk="request_id",
-        where="p.status = 'Success'",
-    ),
-    TotalCheck(
-        "oxylabs",
-        "pages_per_job",
-        parent="jobs",
-        key="id",
-        expected="result_pages",
-        child="results",
-        fk="job_id",
-        where="p.status = 'done'",
-    ),
-)
-# (provider, table) -> the column that dates a record, for the lag (now - newest record)
-FRESHNESS: Final[dict[tuple[str, str], str]] = {
-    ("reworkd", "outputs"): "update_date",
-    ("scrapewise", "jobs"): "started",
-    ("scrapewise", "scrapers"): "updated_at",
-    ("opencx", "datasources"): "updated_at",
-    ("opencx", "crawl_jobs"): "updated_at",
-    ("outscraper", "tasks"): "updated",
-    ("outscraper", "requests"): "first_seen_at",
-    ("oxylabs", "jobs"): "submitted_at",
-    ("oxylabs", "schedule_runs"): "created_at",
-}
-
-
 @dataclass
 class CheckResult:
     resource: str
@@ -187,7 +105,7 @@ def _record(pipeline: dlt.Pipeline, provider: Provider, report: SyncReport) -> N
     sync_id = uuid.uuid4().hex
     with open_warehouse(pipeline) as warehouse:
         refresh_scrape_runs(warehouse, provider.name, tables)
-        checks = list(_sql_checks(warehouse, provider.name, tables)) if report.ok else []
+        checks = list(_sql_checks(warehouse, provider, tables)) if report.ok else []
         checks += metric_checks(pipeline) if report.ok else []
         for check in checks:
             if not check.ok:
@@ -202,15 +120,17 @@ def _known_tables(pipeline: dlt.Pipeline) -> set[str]:
     return set(pipeline.default_schema.data_table_names(seen_data_only=True))
 
 
-def _sql_checks(warehouse: Warehouse, provider: str, tables: set[str]) -> Iterator[CheckResult]:
-    for check in CHECKS:
-        if check.provider == provider and {check.parent, check.child} <= tables:
-            yield _total_check(warehouse, check)
+def _sql_checks(
+    warehouse: Warehouse, provider: Provider, tables: set[str]
+) -> Iterator[CheckResult]:
+    for check in provider.checks:
+        if {check.parent, check.child} <= tables:
+            yield _total_check(warehouse, provider.name, check)
 
 
-def _total_check(warehouse: Warehouse, check: TotalCheck) -> CheckResult:
-    parent = warehouse.table(check.parent, check.provider)
-    child = warehouse.table(check.child, check.provider)
+def _total_check(warehouse: Warehouse, dataset: str, check: TotalCheck) -> CheckResult:
+    parent = warehouse.table(check.parent, dataset)
+    child = warehouse.table(check.child, dataset)
     col = warehouse.column
     join = f"c.{col(check.fk)} = p.{col(check.key)}" + (f" AND {check.also}" if check.also else "")
     per_run = (
@@ -303,13 +223,13 @@ def _write_runs(
     )
     resources = pipeline.state.get("sources", {}).get(provider.name, {}).get("resources", {})
     by_table = {t.table: t for t in report.tables}
-    for table in provider.tables:
+    for table in merge_tables(pipeline.default_schema):
         if table not in tables:
             continue
         row = by_table.get(table)
         before = _previous_watermark(warehouse, provider.name, table)
         after = watermark(resources, table)
-        newest = _newest(warehouse, provider.name, table)
+        newest = _newest(warehouse, provider, table)
         lag = (finished - pendulum.instance(newest)).total_seconds() if newest else None
         rows = (row.inserted, row.updated, row.deleted, row.total) if row else (None,) * 4
         values = (
@@ -347,12 +267,12 @@ def _previous_watermark(warehouse: Warehouse, provider: str, table: str) -> str 
     return rows[0][0] if rows else None
 
 
-def _newest(warehouse: Warehouse, provider: str, table: str) -> Any:
-    column = FRESHNESS.get((provider, table))
+def _newest(warehouse: Warehouse, provider: Provider, table: str) -> Any:
+    column = provider.freshness.get(table)
     if column is None:
         return None
     rows = warehouse.execute(
-        f"SELECT MAX({warehouse.column(column)}) FROM {warehouse.table(table, provider)}"
+        f"SELECT MAX({warehouse.column(column)}) FROM {warehouse.table(table, provider.name)}"
     )
     return rows[0][0] if rows else None
 

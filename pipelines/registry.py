@@ -1,116 +1,38 @@
-"""The providers scrapesync can sync: their source factories, tables and after-load steps.
+"""The providers scrapesync can sync, found rather than listed.
 
-A provider is added by one `Provider` row here; the CLI, the demo and the runner read this
-table and nothing else.
+Every package under `scrapesync.sources` with a `provider` module exporting `PROVIDER` (a
+`scrapesync.sources.common.provider.Provider`) is a provider; packages installed apart from
+scrapesync add theirs through the `scrapesync.providers` entry-point group. The shared layers
+(runner, unified model, checks, status, command line, webhook intake) read this table and name
+no provider. README "Adding a provider" walks through it.
 """
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+import importlib
+import importlib.util
+import pkgutil
+from importlib.metadata import entry_points
 
-import dlt
-from dlt.sources import DltSource
+from scrapesync import sources
+from scrapesync.sources.common.provider import Provider
 
-from scrapesync.pipelines import opencx_cli, outscraper_cli, oxylabs_cli, scrapewise_cli
-from scrapesync.sources import opencx, outscraper, oxylabs, reworkd, scrapewise
-
-
-@dataclass(frozen=True)
-class Provider:
-    """One provider as the runner sees it.
-
-    Attributes:
-        name: provider name = dlt config section `sources.<name>` = dataset name.
-        source: the `@dlt.source` function; called with `stats=RequestStats()` only.
-        tables: the merge tables it loads, with their primary keys (reported after a sync).
-        required: config keys that must be set for the provider to count as configured.
-        post_load: SQL upkeep run after each load (None when there is none).
-        cli: adds the provider's action commands (`scrapesync <name> ...`) to the CLI.
-    """
-
-    name: str
-    source: Callable[..., DltSource]
-    tables: dict[str, tuple[str, ...]]
-    required: tuple[str, ...] = ("api_key",)
-    post_load: Callable[[dlt.Pipeline], Any] | None = None
-    cli: Callable[[argparse._SubParsersAction], None] | None = None
-
-    def is_configured(self) -> bool:
-        """True when every required setting resolves (config files or env vars)."""
-        return all(_setting(f"sources.{self.name}.{key}") is not None for key in self.required)
+ENTRY_POINT_GROUP = "scrapesync.providers"
 
 
-def _setting(key: str) -> Any:
-    value: Any = dlt.secrets.get(key)
-    return value if value is not None else dlt.config.get(key)
+def _discover() -> dict[str, Provider]:
+    found: list[Provider] = []
+    for package in pkgutil.iter_modules(sources.__path__):
+        module = f"{sources.__name__}.{package.name}.provider"
+        if package.ispkg and importlib.util.find_spec(module) is not None:
+            provider = getattr(importlib.import_module(module), "PROVIDER", None)
+            if isinstance(provider, Provider):
+                found.append(provider)
+    found.extend(ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP))
+    return {provider.name: provider for provider in sorted(found, key=lambda p: p.name)}
 
 
-PROVIDERS: dict[str, Provider] = {
-    provider.name: provider
-    for provider in (
-        Provider(
-            name="reworkd",
-            source=reworkd.reworkd_source,
-            tables={
-                "outputs": ("group_id", "key_hash"),
-                "outputs__files": ("group_id", "key_hash", "file_index"),
-                "outputs_history": ("group_id", "key_hash", "_version"),
-            },
-            required=("api_key", "group_ids"),
-            post_load=reworkd.post_load,
-        ),
-        Provider(
-            name="outscraper",
-            source=outscraper.outscraper_source,
-            tables={
-                "tasks": ("id",),
-                "removed_tasks": ("task_id",),
-                "task_results": ("task_id", "file_index", "row_number"),
-                "requests": ("id",),
-                "request_results": ("request_id", "query_index", "row_index"),
-            },
-            post_load=outscraper.post_load,
-            cli=outscraper_cli.add_commands,
-        ),
-        Provider(
-            name="opencx",
-            source=opencx.opencx_source,
-            tables={"datasources": ("id",), "crawl_jobs": ("id",)},
-            post_load=opencx.post_load,
-            cli=opencx_cli.add_commands,
-        ),
-        Provider(
-            name="scrapewise",
-            source=scrapewise.scrapewise_source,
-            tables={
-                "jobs": ("id",),
-                "job_errors": ("job_id", "url"),
-                "rows": ("job_id", "row_index"),
-                "scrapers": ("id",),
-                "enriched_rows": ("group_id", "row_index"),
-            },
-            post_load=scrapewise.post_load,
-            cli=scrapewise_cli.add_commands,
-        ),
-        Provider(
-            name="oxylabs",
-            source=oxylabs.oxylabs_source,
-            tables={
-                "jobs": ("id",),
-                "submissions": ("batch_id",),
-                "results": ("job_id", "page"),
-                "schedules": ("schedule_id",),
-                "schedule_runs": ("schedule_id", "run_id", "job_id"),
-            },
-            required=("username", "password"),
-            post_load=oxylabs.post_load,
-            cli=oxylabs_cli.register,
-        ),
-    )
-}
+PROVIDERS: dict[str, Provider] = _discover()
 
 
 def get(name: str) -> Provider:

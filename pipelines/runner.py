@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,9 @@ from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from scrapesync.pipelines.metrics import custom_metrics, record_sync
-from scrapesync.pipelines.registry import Provider
+from scrapesync.pipelines.report import SyncReport, TableReport
 from scrapesync.sources.common.errors import ProviderAPIError
-from scrapesync.sources.common.stats import RequestStats
+from scrapesync.sources.common.provider import Provider, merge_tables
 
 PIPELINE_PREFIX = "scrapesync_"
 DEFAULT_DUCKDB_FILE = "scrapesync.duckdb"
@@ -34,31 +33,6 @@ DUCKDB_DEFAULTS = {"memory_limit": "128MB", "threads": 1}
 
 class SyncError(Exception):
     """A sync that failed, with what the user should do about it."""
-
-
-@dataclass
-class TableReport:
-    """What one sync did to one table (rows)."""
-
-    table: str
-    inserted: int
-    updated: int
-    deleted: int
-    total: int
-
-
-@dataclass
-class SyncReport:
-    """The outcome of one provider's sync."""
-
-    provider: str
-    ok: bool = True
-    seconds: float = 0.0
-    stats: RequestStats = field(default_factory=RequestStats)
-    tables: list[TableReport] = field(default_factory=list)
-    recovered_packages: int = 0
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
 
 
 def destination_for(name: Any) -> Any:
@@ -150,11 +124,11 @@ def _run(
     if discard_pending:
         _discard_pending(pipeline)
     report.recovered_packages = finish_pending(pipeline, provider)
-    before = {} if full_refresh else row_counts(pipeline, provider.tables)
-    source = provider.source(stats=report.stats, **options)
     # the three steps of `pipeline.run`, spelled out to choose the load workers; restoring the
     # state from the destination first is what `run` does too (an ephemeral runner keeps none)
     pipeline.sync_destination()
+    before = {} if full_refresh else row_counts(pipeline, keyed_tables(pipeline))
+    source = provider.source(stats=report.stats, **options)
     pipeline.extract(
         source,
         loader_file_format=file_format(pipeline),
@@ -163,14 +137,20 @@ def _run(
     pipeline.normalize()
     info = pipeline.load(workers=load_workers(pipeline))
     run_post_load(pipeline, provider)
-    after = row_counts(pipeline, provider.tables)
-    written = written_counts(pipeline, provider.tables, info.loads_ids)
+    tables = keyed_tables(pipeline)
+    after = row_counts(pipeline, tables)
+    written = written_counts(pipeline, tables, info.loads_ids)
     deletes = custom_metrics(pipeline, "deleted:")  # delete changes received per table
     report.tables = [
         table_report(table, before.get(table, 0), after.get(table, 0), written, deletes)
-        for table in provider.tables
+        for table in tables
         if table in after  # tables an option turns on (e.g. history) exist only when it is on
     ]
+
+
+def keyed_tables(pipeline: dlt.Pipeline) -> list[str]:
+    """The provider's keyed tables, as its resources declared them (the dlt schema)."""
+    return list(merge_tables(pipeline.default_schema)) if pipeline.default_schema_name else []
 
 
 def file_format(pipeline: dlt.Pipeline) -> Any:

@@ -21,17 +21,12 @@ from typing import Any, Final
 import dlt
 import pendulum
 
+from scrapesync.pipelines import registry
 from scrapesync.pipelines.metrics import SYNC_CHECKS, SYNC_RUNS, WHOLE_SYNC
 from scrapesync.pipelines.unified import TABLE as SCRAPE_RUNS
 from scrapesync.pipelines.warehouse import Warehouse, open_warehouse
-from scrapesync.sources.outscraper.settings import RESULT_RETENTION_HOURS
 
 DEFAULT_MAX_AGE_HOURS: Final = 24.0
-# how long each provider keeps the results of a finished async job (hours)
-RETENTION_HOURS: Final = {
-    ("outscraper", "requests"): RESULT_RETENTION_HOURS,
-    ("oxylabs", "jobs"): 24,
-}
 
 
 @dataclass
@@ -165,7 +160,8 @@ def _add_open_jobs(
         if status is None:
             continue
         age_h = (now - pendulum.instance(oldest)).total_seconds() / 3600 if oldest else None
-        retention = RETENTION_HOURS.get((provider, table))
+        described = registry.PROVIDERS.get(provider)
+        retention = described.retention_hours.get(table) if described else None
         status.open_jobs.append(
             {
                 "table": table,

@@ -2,8 +2,9 @@
 
 One row per provider run with its state normalised to `pending | running | succeeded | failed |
 cancelled | expired` (the provider's own value beside it in `raw_state`; a raw state scrapesync
-does not know yet maps to NULL rather than to a guess). The mapping per provider is the data in
-`MAPPINGS`; the SQL that applies it is written once, below.
+does not know yet maps to NULL rather than to a guess). The mapping is data in each provider's
+package (`Provider.runs`, e.g. `sources/scrapewise/model.py`); the SQL that applies it is written
+once, below.
 
 Incremental by load id: each provider table's rows carry `_dlt_load_id`, and a merge rewrites a
 changed row with the new load's id. `scrape_runs` keeps the load id each row came from
@@ -25,17 +26,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Final
 
 import dlt
 from dlt.common import logger
 
+from scrapesync.pipelines import registry
 from scrapesync.pipelines.warehouse import Columns, Warehouse, open_warehouse
-from scrapesync.sources.opencx import settings as opencx_settings
-from scrapesync.sources.outscraper import settings as outscraper_settings
-from scrapesync.sources.oxylabs import settings as oxylabs_settings
-from scrapesync.sources.scrapewise import settings as scrapewise_settings
+from scrapesync.sources.common.provider import RunMapping
 
 TABLE: Final = "scrape_runs"
 STATES: Final = ("pending", "running", "succeeded", "failed", "cancelled", "expired")
@@ -57,157 +55,8 @@ COLUMNS: Final[Columns] = (
 )
 
 
-@dataclass(frozen=True)
-class RunMapping:
-    """How one provider table becomes `scrape_runs` rows (column names of the provider table).
-
-    Attributes:
-        provider: provider (= dataset) name.
-        table: the provider table; `key` is its one-column primary key, the `run_id`.
-        parent_id: the group / scraper / datasource / batch column, or None.
-        state: the raw state column; `states` maps its values to the normalised ones.
-        started_at / finished_at: timestamp columns (None: unknown).
-        items_ok / items_failed: count columns (None: the provider reports none).
-        deleted: boolean soft-delete column, or None.
-        source_ref: URL template of the provider's record, `{column}` placeholders.
-        finished_states: raw states in which `finished_at` is final; elsewhere it is NULL (for
-            providers whose "finished" column is really "last updated").
-    """
-
-    provider: str
-    table: str
-    key: str
-    parent_id: str | None
-    state: str
-    states: Mapping[str, str]
-    started_at: str | None
-    finished_at: str | None
-    items_ok: str | None
-    items_failed: str | None
-    deleted: str | None
-    source_ref: str
-    finished_states: frozenset[str] | None = field(default=None)
-
-
-MAPPINGS: Final[tuple[RunMapping, ...]] = (
-    RunMapping(
-        provider="scrapewise",
-        table="jobs",
-        key="id",
-        parent_id="scraper_id",
-        state="state",
-        states={
-            "PENDING": "pending",
-            "RUNNING": "running",
-            "COMPLETED": "succeeded",
-            "FAILED": "failed",
-            "STOPPED": "cancelled",
-        },
-        started_at="started",
-        finished_at="finished",
-        items_ok="success_links",
-        items_failed="error_links",
-        deleted="is_deleted",
-        # Scrapewise has no single-run endpoint; the run's failed-links list is its record
-        source_ref=scrapewise_settings.BASE_URL
-        + scrapewise_settings.JOB_ERRORS_PATH.replace("{job_id}", "{id}"),
-    ),
-    RunMapping(
-        provider="opencx",
-        table="crawl_jobs",
-        key="id",
-        parent_id="datasource_id",
-        state="status",
-        states={
-            "pending": "pending",
-            "scraping": "running",
-            "completed": "succeeded",
-            "failed": "failed",
-            "cancelled": "cancelled",
-        },
-        started_at="started_at",
-        finished_at="completed_at",
-        items_ok="completed_pages",
-        items_failed=None,
-        deleted="is_deleted",
-        source_ref=opencx_settings.BASE_URL + "/crawl/{datasource_id}/crawls/{id}",
-    ),
-    RunMapping(
-        provider="outscraper",
-        table="tasks",
-        key="id",
-        parent_id=None,
-        state="status",
-        # only SUCCESS is documented; the rest are the Celery states of its queue (settings.py)
-        states={
-            "PENDING": "pending",
-            "RECEIVED": "pending",
-            "STARTED": "running",
-            "IN_PROGRESS": "running",
-            "RETRY": "running",
-            "SUCCESS": "succeeded",
-            "FINISHED": "succeeded",
-            "FAILURE": "failed",
-            "FAILED": "failed",
-            "REVOKED": "cancelled",
-        },
-        started_at="created",
-        finished_at="updated",
-        items_ok="quantity",
-        items_failed=None,
-        deleted="removed",
-        source_ref=outscraper_settings.BASE_URL + "/tasks/{id}",
-        finished_states=outscraper_settings.TERMINAL_TASK_STATUSES,
-    ),
-    RunMapping(
-        provider="outscraper",
-        table="requests",
-        key="id",
-        parent_id=None,
-        state="status",
-        states={
-            outscraper_settings.REQUEST_PENDING: "pending",
-            outscraper_settings.REQUEST_SUCCESS: "succeeded",
-            outscraper_settings.REQUEST_FAILURE: "failed",
-            outscraper_settings.REQUEST_EXPIRED: "expired",
-        },
-        # the API gives a request no timestamps: these are when scrapesync first saw it and
-        # when it collected the results
-        started_at="first_seen_at",
-        finished_at="collected_at",
-        items_ok="rows",
-        items_failed=None,
-        deleted=None,
-        source_ref=outscraper_settings.BASE_URL + "/requests/{id}",
-    ),
-    RunMapping(
-        provider="oxylabs",
-        table="jobs",
-        key="id",
-        parent_id="batch_id",
-        state="status",
-        # Oxylabs reports `pending` for queued and running jobs alike; a `resubmitted` job
-        # faulted and lives on as a new job (`resubmitted_as`)
-        states={
-            "pending": "pending",
-            "done": "succeeded",
-            "faulted": "failed",
-            "resubmitted": "failed",
-            "expired": "expired",
-        },
-        started_at="submitted_at",
-        finished_at="finished_at",
-        items_ok="result_pages",
-        items_failed=None,
-        deleted=None,
-        source_ref=oxylabs_settings.BASE_URL
-        + oxylabs_settings.JOB_PATH.replace("{job_id}", "{id}"),
-    ),
-)
-
-
-def mappings_for(provider: str) -> list[RunMapping]:
-    return [m for m in MAPPINGS if m.provider == provider]
+def mappings_for(provider: str) -> tuple[RunMapping, ...]:
+    return registry.get(provider).runs if provider in registry.PROVIDERS else ()
 
 
 def refresh_scrape_runs(warehouse: Warehouse, provider: str, tables: set[str]) -> int:
@@ -222,7 +71,7 @@ def refresh_scrape_runs(warehouse: Warehouse, provider: str, tables: set[str]) -
     if not mappings:
         return 0
     warehouse.ensure_table(TABLE, COLUMNS)
-    return sum(_refresh(warehouse, mapping) for mapping in mappings)
+    return sum(_refresh(warehouse, provider, mapping) for mapping in mappings)
 
 
 def rebuild_scrape_runs(pipeline: dlt.Pipeline, provider: str, tables: set[str]) -> int:
@@ -231,11 +80,11 @@ def rebuild_scrape_runs(pipeline: dlt.Pipeline, provider: str, tables: set[str])
         return refresh_scrape_runs(warehouse, provider, tables)
 
 
-def _refresh(warehouse: Warehouse, mapping: RunMapping) -> int:
+def _refresh(warehouse: Warehouse, provider: str, mapping: RunMapping) -> int:
     runs = warehouse.table(TABLE)
-    source = warehouse.table(mapping.table, dataset=mapping.provider)
+    source = warehouse.table(mapping.table, dataset=provider)
     scope = "provider = %s AND source_table = %s"
-    ids = (mapping.provider, mapping.table)
+    ids = (provider, mapping.table)
     newest = warehouse.execute(f"SELECT max(source_load_id) FROM {runs} WHERE {scope}", *ids)
     since = (newest[0][0] if newest else None) or ""
     key = _text(warehouse, mapping.key)
@@ -246,18 +95,20 @@ def _refresh(warehouse: Warehouse, mapping: RunMapping) -> int:
             *ids,
             since,
         )
-        warehouse.execute(_insert_sql(warehouse, mapping, runs, source), since)
-        _drop_vanished(warehouse, mapping, runs, source, key)
-        _copy_deleted_flags(warehouse, mapping, runs, source, key)
+        warehouse.execute(_insert_sql(warehouse, provider, mapping, runs, source), since)
+        _drop_vanished(warehouse, provider, mapping, runs, source, key)
+        _copy_deleted_flags(warehouse, provider, mapping, runs, source, key)
     changed = warehouse.execute(
         f"SELECT count(*) FROM {runs} WHERE {scope} AND source_load_id > %s", *ids, since
     )
     count = int(changed[0][0]) if changed else 0
-    logger.info(f"scrape_runs: {count} {mapping.provider}.{mapping.table} rows mapped")
+    logger.info(f"scrape_runs: {count} {provider}.{mapping.table} rows mapped")
     return count
 
 
-def _insert_sql(warehouse: Warehouse, mapping: RunMapping, runs: str, source: str) -> str:
+def _insert_sql(
+    warehouse: Warehouse, provider: str, mapping: RunMapping, runs: str, source: str
+) -> str:
     """INSERT ... SELECT mapping the provider rows loaded after a watermark (`%s`)."""
     col = warehouse.column
     finished = _finished(warehouse, mapping)
@@ -268,7 +119,7 @@ def _insert_sql(warehouse: Warehouse, mapping: RunMapping, runs: str, source: st
         else "NULL"
     )
     values = {
-        "provider": _literal(mapping.provider),
+        "provider": _literal(provider),
         "source_table": _literal(mapping.table),
         "run_id": _text(warehouse, mapping.key),
         "parent_id": _text(warehouse, mapping.parent_id) if mapping.parent_id else "NULL",
@@ -300,11 +151,11 @@ def _finished(warehouse: Warehouse, mapping: RunMapping) -> str:
 
 
 def _drop_vanished(
-    warehouse: Warehouse, mapping: RunMapping, runs: str, source: str, key: str
+    warehouse: Warehouse, provider: str, mapping: RunMapping, runs: str, source: str, key: str
 ) -> None:
     """Drop rows whose provider row is gone (hard delete, full refresh), if the counts differ."""
     scope = "provider = %s AND source_table = %s"
-    ids = (mapping.provider, mapping.table)
+    ids = (provider, mapping.table)
     mine = warehouse.execute(f"SELECT count(*) FROM {runs} WHERE {scope}", *ids)[0][0]
     theirs = warehouse.execute(f"SELECT count(*) FROM {source}")[0][0]
     if int(mine) != int(theirs):
@@ -315,7 +166,7 @@ def _drop_vanished(
 
 
 def _copy_deleted_flags(
-    warehouse: Warehouse, mapping: RunMapping, runs: str, source: str, key: str
+    warehouse: Warehouse, provider: str, mapping: RunMapping, runs: str, source: str, key: str
 ) -> None:
     """Soft-delete flags a provider's post_load sets in place (no new load id) are copied."""
     if not mapping.deleted:
@@ -327,7 +178,7 @@ def _copy_deleted_flags(
         warehouse.execute(
             f"UPDATE {runs} SET is_deleted = {value} WHERE {scope} "
             f"AND is_deleted <> {value} AND run_id {condition} ({flagged})",
-            mapping.provider,
+            provider,
             mapping.table,
         )
 

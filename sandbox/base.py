@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -64,6 +64,8 @@ class ProviderAPI:
     """
 
     name: str = ""
+    # options `scrapesync demo` starts this sandbox with (a bigger or smaller data set)
+    DEMO_OPTIONS: ClassVar[Mapping[str, Any]] = {}
     # seconds the server waits before answering each request (simulated network latency)
     latency: float = 0.0
 

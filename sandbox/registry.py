@@ -1,4 +1,4 @@
-"""The provider sandboxes the server hosts, and the keys the demo uses for them."""
+"""The provider sandboxes the server hosts."""
 
 from __future__ import annotations
 
@@ -11,13 +11,21 @@ from scrapesync.sandbox.oxylabs import OxylabsAPI
 from scrapesync.sandbox.reworkd import ReworkdAPI
 from scrapesync.sandbox.scrapewise import ScrapewiseAPI
 
+# one line per provider sandbox (README "Adding a provider")
+SANDBOXES: tuple[type[ProviderAPI], ...] = (
+    ReworkdAPI,
+    OutscraperAPI,
+    ScrapewiseAPI,
+    OxylabsAPI,
+    OpenCXAPI,
+)
+
+
+def sandbox_classes() -> dict[str, type[ProviderAPI]]:
+    """Every provider sandbox class by provider name."""
+    return {api.name: api for api in SANDBOXES}
+
 
 def default_providers(options: dict[str, dict[str, Any]]) -> list[ProviderAPI]:
     """Every provider sandbox; `options` are keyed by provider (`{"reworkd": {...}}`)."""
-    return [
-        ReworkdAPI(**options.get("reworkd", {})),
-        OutscraperAPI(**options.get("outscraper", {})),
-        ScrapewiseAPI(**options.get("scrapewise", {})),
-        OxylabsAPI(**options.get("oxylabs", {})),
-        OpenCXAPI(**options.get("opencx", {})),
-    ]
+    return [api(**options.get(api.name, {})) for api in SANDBOXES]

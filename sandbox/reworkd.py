@@ -12,9 +12,10 @@ import bisect
 import hashlib
 import random
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -58,6 +59,7 @@ class ReworkdAPI(ProviderAPI):
     """
 
     name = "reworkd"
+    DEMO_OPTIONS: ClassVar[Mapping[str, Any]] = {"groups": 2, "records_per_group": 2000}
 
     def __init__(
         self,

@@ -23,8 +23,8 @@ from typing import Any
 
 import dlt
 
-from scrapesync.pipelines import registry
 from scrapesync.sandbox.base import ProviderAPI
+from scrapesync.sources.common.provider import merge_tables
 
 
 @dataclass(frozen=True)
@@ -146,9 +146,21 @@ def read_rows(
         return [tuple(row) for row in client.execute_sql(sql) or []]
 
 
+# A record's files are one entity across its versions: the oracle ranks versions by `_version`
+# instead of keying on it as the merge does (a change log keeps every version's files).
+ENTITY_KEYS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("reworkd", "outputs__files"): ("group_id", "key_hash", "file_index"),
+}
+
+
+def entity_key(pipeline: dlt.Pipeline, provider: str, table: str) -> tuple[str, ...]:
+    """The columns that name one entity of `table`: its primary key, from the dlt schema."""
+    return ENTITY_KEYS.get((provider, table)) or merge_tables(pipeline.default_schema)[table]
+
+
 def latest_sql(pipeline: dlt.Pipeline, provider: str, table: str) -> str:
     """SQL of a change-log table's current rows: latest load (then `_version`) per key, live."""
-    key = ", ".join(registry.get(provider).tables[table])
+    key = ", ".join(entity_key(pipeline, provider, table))
     columns = pipeline.default_schema.tables[table]["columns"]
     order = "_dlt_load_id DESC" + (", _version DESC" if "_version" in columns else "")
     live = "WHERE _rn = 1" + (" AND NOT coalesce(_deleted, false)" if "_deleted" in columns else "")
@@ -182,9 +194,11 @@ def read_log_rows(
 
 def duplicate_keys(pipeline: dlt.Pipeline, provider: str) -> dict[str, int]:
     """Rows beyond the first per primary key, for each of the provider's merge tables."""
-    found = {}
-    for table, key in registry.get(provider).tables.items():
-        rows = read_rows(pipeline, table, ", ".join(key))
+    found: dict[str, int] = {}
+    if not pipeline.default_schema_name:
+        return found
+    for table in merge_tables(pipeline.default_schema):
+        rows = read_rows(pipeline, table, ", ".join(entity_key(pipeline, provider, table)))
         extra = len(rows) - len(set(rows))
         if extra:
             found[table] = extra

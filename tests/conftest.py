@@ -11,7 +11,8 @@ import duckdb
 import pytest
 
 from scrapesync.pipelines import registry
-from scrapesync.pipelines.runner import SyncReport, sync
+from scrapesync.pipelines.report import SyncReport
+from scrapesync.pipelines.runner import sync
 from scrapesync.sandbox import Sandbox
 
 

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from scrapesync.pipelines import registry
-from scrapesync.pipelines.runner import SyncReport, pipeline_for, sync
+from scrapesync.pipelines.report import SyncReport
+from scrapesync.pipelines.runner import pipeline_for, sync
 from scrapesync.sandbox.crash import killed_sync
 from scrapesync.sandbox.truth import mismatches
 

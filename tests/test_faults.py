@@ -23,9 +23,11 @@ import pytest
 from dlt.common.pipeline import TPipelineState
 
 from scrapesync.pipelines import registry
-from scrapesync.pipelines.runner import SyncReport, pipeline_for, sync
+from scrapesync.pipelines.report import SyncReport
+from scrapesync.pipelines.runner import pipeline_for, sync
 from scrapesync.sandbox import FaultRule
 from scrapesync.sandbox.truth import mismatches, read_rows
+from scrapesync.sources.common.provider import merge_tables
 
 MAIN_LIST = {
     "reworkd": r"^/v1/outputs/",
@@ -111,7 +113,7 @@ def snapshot(provider: str) -> tuple[dict[str, list[str]], Any]:
     pipeline = pipeline_for(provider)
     rows = {
         table: sorted(map(repr, read_rows(pipeline, table, "*")))
-        for table in registry.get(provider).tables
+        for table in merge_tables(pipeline.default_schema)
     }
     state: TPipelineState = pipeline.state
     return rows, repr(state.get("sources"))

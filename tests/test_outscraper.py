@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from scrapesync.pipelines.outscraper_cli import run_action
 from scrapesync.sandbox import FaultRule
 from scrapesync.sandbox.outscraper import DEFAULT_KEY, UNAUTHORIZED
+from scrapesync.sources.outscraper.cli import run_action
 
 
 @pytest.fixture

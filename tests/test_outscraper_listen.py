@@ -11,9 +11,10 @@ import pytest
 
 from scrapesync.pipelines import listen
 from scrapesync.pipelines.cli import main
-from scrapesync.pipelines.outscraper_cli import webhook_handler
 from scrapesync.sandbox import FaultRule
 from scrapesync.sandbox.outscraper import DEFAULT_KEY
+from scrapesync.sources.common.inbox import StoredNotification
+from scrapesync.sources.outscraper.cli import webhook_handler
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def hooked(harness: Any, intake: listen.IntakeServer) -> Any:
     )
 
 
-def pending(intake: listen.IntakeServer) -> list[listen.StoredNotification]:
+def pending(intake: listen.IntakeServer) -> list[StoredNotification]:
     return intake.store.pending("outscraper")
 
 
@@ -167,4 +168,4 @@ def test_listen_is_a_command_with_every_registered_handler() -> None:
     args = build_parser().parse_args(["listen", "--port", "9999", "--dir", "/tmp/x"])
     assert args.func is listen.cmd_listen
     assert args.port == 9999
-    assert "outscraper" in listen.HANDLERS
+    assert "outscraper" in listen.provider_handlers()

@@ -11,9 +11,9 @@ import orjson
 import pytest
 
 from scrapesync.pipelines.listen import IntakeServer, NotificationStore
-from scrapesync.pipelines.oxylabs_cli import ListenHandler
 from scrapesync.sources.oxylabs import connect
 from scrapesync.sources.oxylabs.callbacks import CallbackerIPs, CallbackHandler
+from scrapesync.sources.oxylabs.cli import ListenHandler
 
 TOKEN = "tok-0123456789abcdef"
 
@@ -272,8 +272,8 @@ def test_given_a_tight_rate_limit_then_the_sync_slows_down_and_loses_nothing(
 def test_given_the_cli_when_submitting_from_a_file_with_wait_then_every_job_is_collected(
     ox: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from scrapesync.pipelines import oxylabs_cli
     from scrapesync.pipelines.cli import main
+    from scrapesync.sources.oxylabs import cli as oxylabs_cli
 
     for name, value in ox.options().items():
         monkeypatch.setenv(f"SOURCES__OXYLABS__{name.upper()}", str(value))
@@ -281,9 +281,9 @@ def test_given_the_cli_when_submitting_from_a_file_with_wait_then_every_job_is_c
     urls.write_text("https://shop.example.com/1\n\nhttps://shop.example.com/2\n")
     real_sync, syncs = oxylabs_cli.run_sync, []
 
-    def sync_then_jobs_finish() -> bool:
+    def sync_then_jobs_finish(host: Any) -> bool:
         syncs.append(1)
-        ok = real_sync()
+        ok = real_sync(host)
         ox.api.advance()  # the jobs finish between two polls
         return ok
 

@@ -16,8 +16,9 @@ import pytest
 
 from scrapesync.pipelines import registry
 from scrapesync.pipelines.cli import main
-from scrapesync.pipelines.runner import SyncReport, sync
-from scrapesync.pipelines.unified import MAPPINGS, STATES
+from scrapesync.pipelines.report import SyncReport
+from scrapesync.pipelines.runner import sync
+from scrapesync.pipelines.unified import STATES
 from scrapesync.sandbox import Sandbox
 from scrapesync.sandbox.server import FaultRule
 
@@ -41,23 +42,27 @@ def unified_states(workdir: Path) -> dict[tuple[str, str, str], tuple[str, str]]
     return {(p, t, r): (s, raw) for p, t, r, s, raw in rows}
 
 
+# every provider's run mappings, as their packages declare them
+MAPPINGS = [(p.name, m) for p in registry.PROVIDERS.values() for m in p.runs]
+
+
 def assert_matches_provider_tables(workdir: Path) -> None:
     unified = unified_states(workdir)
-    for m in MAPPINGS:
+    for provider, m in MAPPINGS:
         source = query(
-            workdir, f'SELECT CAST({m.key} AS VARCHAR), "{m.state}" FROM {m.provider}.{m.table}'
+            workdir, f'SELECT CAST({m.key} AS VARCHAR), "{m.state}" FROM {provider}.{m.table}'
         )
-        expected = {(m.provider, m.table, key): (m.states[raw], raw) for key, raw in source}
-        mine = {k: v for k, v in unified.items() if k[:2] == (m.provider, m.table)}
-        assert source, f"{m.provider}.{m.table}: the sandbox gave no runs to map"
-        assert mine == expected, f"{m.provider}.{m.table}"
+        expected = {(provider, m.table, key): (m.states[raw], raw) for key, raw in source}
+        mine = {k: v for k, v in unified.items() if k[:2] == (provider, m.table)}
+        assert source, f"{provider}.{m.table}: the sandbox gave no runs to map"
+        assert mine == expected, f"{provider}.{m.table}"
 
 
 def test_given_every_provider_synced_twice_then_scrape_runs_mirrors_their_tables(
     make_sandbox: Callable[..., Sandbox], isolated: Path
 ) -> None:
     sandbox = make_sandbox()
-    mapped = {m.provider for m in MAPPINGS}
+    mapped = {provider for provider, _ in MAPPINGS}
     for name in sorted(mapped):
         sync_provider(sandbox, name)
     assert_matches_provider_tables(isolated)

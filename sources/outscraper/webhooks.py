@@ -16,6 +16,8 @@ import dlt
 import orjson
 from dlt.common import logger
 
+from scrapesync.sources.common.inbox import acknowledge_notifications, pending_notifications
+
 SIGNATURE_HEADER = "x-hub-signature-256"
 PROVIDER = "outscraper"
 STATE_KEY = "webhook_notifications"
@@ -64,10 +66,6 @@ class WebhookInbox:
         self.directory = directory
 
     def take(self, kind: str) -> dict[str, str]:
-        from scrapesync.pipelines.listen import (
-            pending_notifications,  # the intake lives with the CLI
-        )
-
         found: dict[str, str] = {}
         seqs: list[int] = []
         for note in pending_notifications(PROVIDER, self.directory, kind=kind):
@@ -82,6 +80,4 @@ class WebhookInbox:
     def acknowledge_from(resource_state: dict[str, Any]) -> None:
         entry = resource_state.get(STATE_KEY) or {}
         if entry.get("seqs"):
-            from scrapesync.pipelines.listen import acknowledge_notifications
-
             acknowledge_notifications(PROVIDER, entry["seqs"], entry.get("dir"))

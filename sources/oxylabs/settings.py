@@ -74,3 +74,5 @@ CALLBACKER_IPS_TTL: Final = 3600.0
 # Marker put into `client_notes` so a callback of a job whose submission answer was lost still
 # tells which journal batch it belongs to.
 TAG_PREFIX: Final = "scrapesync:"
+# results of a finished push-pull job stay retrievable for 24 hours (docs/oxylabs.md, "Results")
+RESULT_RETENTION_HOURS: Final = 24

@@ -67,9 +67,7 @@ def cmd_delete_run_data(
         say("scrapewise: nothing deleted")
         return 1
     commit_delete(client, preview)
-    from scrapesync.pipelines.runner import pipeline_for  # the registry imports this module
-
-    removed = remove_run_rows(pipeline_for("scrapewise", args.destination), args.job_id)
+    removed = remove_run_rows(args.host.pipeline("scrapewise", args.destination), args.job_id)
     say(
         f"scrapewise: deleted the rows of run {args.job_id} at Scrapewise and {removed} "
         "row(s) of it from the destination"

@@ -23,7 +23,8 @@ from typing import Any
 import dlt
 import orjson
 
-from scrapesync.pipelines.listen import Rejected, WebhookRequest, add_command, register_handler
+from scrapesync.sources.common.inbox import Rejected, WebhookRequest
+from scrapesync.sources.common.provider import Host
 from scrapesync.sources.oxylabs import Oxylabs, connect
 from scrapesync.sources.oxylabs.callbacks import CallbackHandler, CallbackRejected
 from scrapesync.sources.oxylabs.submit import SubmitReport, force_command
@@ -144,28 +145,24 @@ def cmd_submit(args: argparse.Namespace) -> int:
     _out(format_submit(report))
     code = 1 if report.rejected or report.unknown else 0
     if args.wait:
-        code = max(code, wait_for_jobs(ox, args.timeout, args.poll_interval))
+        code = max(code, wait_for_jobs(ox, args.host, args.timeout, args.poll_interval))
     return code
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
     if args.wait:
-        return wait_for_jobs(open_oxylabs(), args.timeout, args.poll_interval)
-    return 0 if run_sync() else 1
+        return wait_for_jobs(open_oxylabs(), args.host, args.timeout, args.poll_interval)
+    return 0 if run_sync(args.host) else 1
 
 
-def run_sync() -> bool:
-    from scrapesync.pipelines import registry
-    from scrapesync.pipelines.cli import format_report
-    from scrapesync.pipelines.runner import sync
-
-    report = sync(registry.get("oxylabs"), progress=False)
-    _out(format_report(report))
-    return report.ok
+def run_sync(host: Host) -> bool:
+    """One sync of Oxylabs through the command line's runner (collects finished jobs)."""
+    return host.sync("oxylabs")
 
 
 def wait_for_jobs(
     ox: Oxylabs,
+    host: Host,
     timeout: float,
     interval: float,
     sync_once: Callable[[], bool] | None = None,
@@ -175,7 +172,7 @@ def wait_for_jobs(
     The pause between syncs starts at `interval` and grows 1.5x while nothing finishes (up to
     60 s); it drops back as soon as a sync sees jobs finish.
     """
-    sync_once = sync_once or run_sync
+    sync_once = sync_once or (lambda: run_sync(host))
     deadline = time.monotonic() + timeout
     pause = interval
     before = _pending(ox)
@@ -264,7 +261,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     choice.add_argument("--resubmit", action="store_true", help="submit its jobs again")
     choice.add_argument("--abandon", action="store_true", help="give it up")
     resolve.set_defaults(func=cmd_resolve)
-    add_command(commands)  # `scrapesync listen` (shared intake; our callbacks are registered)
 
 
 class ListenHandler:
@@ -283,6 +279,3 @@ class ListenHandler:
             raise Rejected(exc.status, exc.reason) from None
         # the journal holds the callback (and its body); the shared store needs no copy
         return []
-
-
-register_handler("oxylabs", ListenHandler())

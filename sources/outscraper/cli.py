@@ -5,7 +5,7 @@ terminate -> `DELETE /tasks/{taskId}` ("Allows you to terminate created tasks.")
 
 The key and base URL come from the source's config (`sources.outscraper.api_key`,
 `sources.outscraper.base_url`, or their env vars). Importing this module registers the
-`outscraper` handler of `scrapesync listen` (pipelines/listen.py).
+`outscraper` handler of `scrapesync listen` (`PROVIDER.webhook`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 import dlt
 from dlt.common import logger
 
-from scrapesync.pipelines import listen
 from scrapesync.sources.common.errors import ProviderAPIError
+from scrapesync.sources.common.inbox import Notification, Rejected, WebhookRequest
 from scrapesync.sources.outscraper import webhooks
 from scrapesync.sources.outscraper.client import SPEC, OutscraperClient
 from scrapesync.sources.outscraper.settings import BASE_URL, TASK_PATH
@@ -46,19 +46,19 @@ def run_action(action: str, task_id: str, api_key: str, base_url: str) -> str:
 def cmd_action(args: argparse.Namespace) -> int:
     api_key = _setting("api_key")
     if not api_key:
-        print(f"scrapesync: outscraper has no API key: {SPEC.auth_hint()}", file=sys.stderr)  # noqa: T201
+        sys.stderr.write(f"scrapesync: outscraper has no API key: {SPEC.auth_hint()}\n")
         return 2
     base_url = args.base_url or _setting("base_url") or BASE_URL
     try:
-        print(run_action(args.action, args.task_id, api_key, base_url), flush=True)  # noqa: T201
+        sys.stdout.write(run_action(args.action, args.task_id, api_key, base_url) + "\n")
     except ProviderAPIError as exc:
-        print(f"scrapesync: {exc}", file=sys.stderr)  # noqa: T201
+        sys.stderr.write(f"scrapesync: {exc}\n")
         return 1
     return 0
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    """The registry's `cli` hook: `scrapesync outscraper ...` and `scrapesync listen`."""
+    """`scrapesync outscraper ...` (the provider's `actions`)."""
     parser = commands.add_parser("outscraper", help="Outscraper task actions")
     actions = parser.add_subparsers(dest="action", required=True)
     for name, (_, _, help_text) in ACTIONS.items():
@@ -66,12 +66,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         action.add_argument("task_id", help="task id, e.g. 20211211132758c8e9")
         action.add_argument("--base-url", default=None, help="API root (default: config)")
         action.set_defaults(func=cmd_action)
-    listen.add_command(commands)
 
 
 def webhook_handler(
     api_key: str | None = None,
-) -> Callable[[listen.WebhookRequest], list[listen.Notification]]:
+) -> Callable[[WebhookRequest], list[Notification]]:
     """Outscraper's intake handler: signature check, then one notification per delivery.
 
     Args:
@@ -79,20 +78,17 @@ def webhook_handler(
             delivery (so `scrapesync listen` starts before the key is configured).
     """
 
-    def handle(request: listen.WebhookRequest) -> list[listen.Notification]:
+    def handle(request: WebhookRequest) -> list[Notification]:
         key = api_key or _setting("api_key")
         if not key:
-            raise listen.Rejected(401, "no Outscraper API key configured to verify signatures")
+            raise Rejected(401, "no Outscraper API key configured to verify signatures")
         if not webhooks.verify(request.body, request.header(webhooks.SIGNATURE_HEADER), key):
-            raise listen.Rejected(401, "missing or invalid X-Hub-Signature-256")
+            raise Rejected(401, "missing or invalid X-Hub-Signature-256")
         try:
             fields = webhooks.parse(request.body)
         except ValueError as exc:
-            raise listen.Rejected(400, f"not an Outscraper webhook: {exc}") from None
+            raise Rejected(400, f"not an Outscraper webhook: {exc}") from None
         logger.info(f"listen: outscraper {fields['kind']} {fields['object_id']} {fields['status']}")
-        return [listen.Notification("outscraper", **fields)]
+        return [Notification("outscraper", **fields)]
 
     return handle
-
-
-listen.register_handler("outscraper", webhook_handler())

@@ -1,0 +1,17 @@
+"""Scrapewise as the shared layers see it (runner, unified model, checks, status, CLI, intake)."""
+
+from __future__ import annotations
+
+from scrapesync.sources.common.provider import Provider
+from scrapesync.sources.scrapewise import cli, model, post_load, scrapewise_source
+
+PROVIDER = Provider(
+    name="scrapewise",
+    source=scrapewise_source,
+    post_load=post_load,
+    actions=cli.add_commands,
+    runs=model.RUNS,
+    checks=model.CHECKS,
+    freshness=model.FRESHNESS,
+    retention_hours=model.RETENTION_HOURS,
+)

@@ -7,7 +7,8 @@ After each provider sync (ok or failed) the runner calls `record_sync` once. It
   (`Provider.checks`, e.g. a task's stated row count against the rows of its result file), and
   totals sources report while reading, as dlt resource metrics `expected:<table>` /
   `read:<table>` (the same mechanism as the runner's `deleted:<table>`); a shortfall is a
-  warning in the sync summary and a row with `ok = false` in `sync_checks`. Nothing is ever deleted because of a check;
+  warning in the sync summary and a row with `ok = false` in `sync_checks`. Nothing is ever
+  deleted because of a check;
 * writes one `sync_runs` row per table of the provider plus one row for the whole sync
   (`resource = '*'`), which carries the HTTP counters (they are counted per sync, not per
   table) and the outcome and error.

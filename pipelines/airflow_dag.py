@@ -10,17 +10,19 @@ workers resolve them the dlt way (env `SOURCES__<PROVIDER>__...` or `.dlt/secret
 
 Crash safety under Airflow: `PipelineTasksGroup` gives every task a fresh, wiped working
 directory, so a killed task leaves no local package behind; the next run restores the state
-from the destination, where it is committed only with a fully loaded package (dlt-facts §6),
-and re-reads what was not loaded. Merge makes the re-read idempotent. Retries cover the load
-step (`retry_pipeline_steps=("load",)`). tests/test_orchestration.py runs the DAG twice with
-`dag.test()` and checks that the second run resumes incrementally.
+from the destination, where it is committed only with a fully loaded package
+(docs/dlt-behaviours.md, "Pipeline state"), and re-reads what was not loaded. Merge makes the
+re-read idempotent. Retries cover the load step (`retry_pipeline_steps=("load",)`).
+tests/test_orchestration.py runs the DAG twice with `dag.test()` and checks that the second run
+resumes incrementally.
 
 dlt's Airflow secrets provider also looks every config key up as an Airflow Variable. With the
 secrets in the environment or `.dlt/secrets.toml`, PROVIDERS__ENABLE_AIRFLOW_SECRETS=false saves
-those calls (a Reworkd sync task under `dag.test()`: 25 s with them, 5 s without).
+those calls (one provider's sync task under `dag.test()`: 25 s with them, 5 s without).
 
-The schedule is hourly: well inside Outscraper's 4 h and Oxylabs' 24 h result retention (see
-the README's scheduling note); `[scrapesync] schedule` (env SCRAPESYNC__SCHEDULE) overrides it.
+The schedule is hourly: well inside the shortest result retention of the providers (4 h; see
+each provider's `retention_hours` and the README's scheduling note); `[scrapesync] schedule`
+(env SCRAPESYNC__SCHEDULE) overrides it.
 """
 
 from __future__ import annotations

@@ -16,32 +16,8 @@ from collections.abc import Sequence
 import dlt
 
 from scrapesync.pipelines import listen, registry
-from scrapesync.pipelines.report import SyncReport
+from scrapesync.pipelines.report import format_report
 from scrapesync.pipelines.runner import pipeline_for, sync
-
-
-def format_report(report: SyncReport) -> str:
-    """A short, aligned summary of one provider's sync."""
-    status = "ok" if report.ok else "FAILED"
-    stats = report.stats
-    lines = [
-        f"{report.provider}: {status} in {report.seconds:.1f} s, {stats.requests} requests"
-        f" ({stats.retries} retried, {stats.throttled} throttled)"
-    ]
-    if report.recovered_packages:
-        lines.append(
-            f"  finished {report.recovered_packages} load package(s) of an interrupted run"
-        )
-    if report.tables:
-        lines.append(f"  {'table':<24}{'inserted':>10}{'updated':>10}{'deleted':>10}{'rows':>10}")
-        lines.extend(
-            f"  {t.table:<24}{t.inserted:>10}{t.updated:>10}{t.deleted:>10}{t.total:>10}"
-            for t in report.tables
-        )
-    if report.error:
-        lines.append("  " + report.error.replace("\n", "\n  "))
-    lines.extend(f"  warning: {warning}" for warning in report.warnings)
-    return "\n".join(lines)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import dlt
 import duckdb
 
 from scrapesync.pipelines import registry
-from scrapesync.pipelines.cli import format_report
+from scrapesync.pipelines.report import format_report
 from scrapesync.pipelines.runner import sync
 from scrapesync.sandbox import Sandbox
 from scrapesync.sandbox.registry import sandbox_classes

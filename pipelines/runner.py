@@ -39,9 +39,10 @@ def destination_for(name: Any) -> Any:
     """`name` as a dlt destination; plain `duckdb` defaults to ./scrapesync.duckdb.
 
     The default DuckDB file gets a bounded memory budget: DuckDB otherwise takes up to 80% of
-    RAM for the merge of a large load (measured: 874 MiB peak for 200k Reworkd outputs, 391 MiB
-    with these settings, spilling to disk beyond them). A DuckDB destination configured the dlt
-    way (`DESTINATION__DUCKDB__CREDENTIALS`, `...__GLOBAL_CONFIG`) is used exactly as configured.
+    RAM for the merge of a large load (measured: 874 MiB peak for 200k scraped outputs, 391 MiB
+    with these settings, spilling to disk beyond them; see docs/dlt-behaviours.md, "DuckDB
+    memory and threads"). A DuckDB destination configured the dlt way
+    (`DESTINATION__DUCKDB__CREDENTIALS`, `...__GLOBAL_CONFIG`) is used exactly as configured.
     """
     if name == "duckdb" and _configured_duckdb() is None:
         credentials = DuckDbCredentials(
@@ -160,7 +161,7 @@ def file_format(pipeline: dlt.Pipeline) -> Any:
     formats = caps.supported_loader_file_formats
     if caps.loader_file_format_selector is not None:
         # PostgreSQL lists parquet but loads it only through an ADBC driver; without one dlt
-        # swaps in csv for Arrow pages, and csv cannot hold list columns (Reworkd's images)
+        # swaps in csv for Arrow pages, and csv cannot hold list columns (e.g. image URL lists)
         _, formats = caps.loader_file_format_selector(
             caps.preferred_loader_file_format, formats, table_schema={"name": "_probe"}
         )
@@ -176,7 +177,8 @@ def finish_pending(pipeline: dlt.Pipeline, provider: Provider) -> int:
     """Load the packages an interrupted run left behind; returns how many there were.
 
     dlt on its own, given new data while a package is pending, only finishes that package and
-    extracts nothing new (dlt-facts §6); finishing it first lets the same call sync new data.
+    extracts nothing new (docs/dlt-behaviours.md, "Load packages and recovery"); finishing it
+    first lets the same call sync new data.
     A package whose replay could double rows (an interrupted job of a table that skips the
     staging dedup) is discarded instead: its state is rolled back and its changes read again.
     """
@@ -215,8 +217,9 @@ def tables_a_replay_could_double(pipeline: dlt.Pipeline) -> list[str]:
     """Tables of interrupted load jobs whose second run would add their rows again.
 
     A job killed after the destination committed it, before dlt recorded that, runs again when
-    its package is loaded (dlt-facts §10). The merge's staging dedup by primary key absorbs
-    that second copy, except in tables declared `deduplicated`, whose merge skips it.
+    its package is loaded (docs/dlt-behaviours.md, "Load packages and recovery"). The merge's
+    staging dedup by primary key absorbs that second copy, except in tables declared
+    `deduplicated`, whose merge skips it.
     """
     tables: set[str] = set()
     for load_id in pipeline.list_normalized_load_packages():
@@ -243,8 +246,8 @@ def run_post_load(pipeline: dlt.Pipeline, provider: Provider) -> None:
 
 
 def _discard_pending(pipeline: dlt.Pipeline) -> None:
-    # abort_packages also rolls the local state back to before those packages (dlt-facts §6),
-    # so the next extract reads their changes again
+    # abort_packages also rolls the local state back to before those packages, so the next
+    # extract reads their changes again (docs/dlt-behaviours.md, "Load packages and recovery")
     pending = pipeline.list_extracted_load_packages() or pipeline.list_normalized_load_packages()
     if pending:
         logger.warning(f"discarding {len(pending)} pending load package(s)")

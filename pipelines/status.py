@@ -3,9 +3,9 @@
 Reads `scrapesync.sync_runs`, `sync_checks` and `scrape_runs` (written by every sync, see
 `pipelines/metrics.py`), so it shows what the warehouse holds, from any machine that can reach
 it. Per provider and table: last sync and its outcome, last successful sync, lag (now - newest
-record), watermark, last error, the latest completeness checks, and the async jobs still open
-(Oxylabs jobs, Outscraper requests) with the age of the oldest against the provider's result
-retention.
+record), watermark, last error, the latest completeness checks, and the runs still open in
+`scrape_runs` with the age of the oldest against the provider's result retention, where it
+states one (`Provider.retention_hours`).
 
 Exit code: 0 healthy; 1 when a provider's last sync failed, its last successful sync is older
 than `max_age_hours`, or a completeness check of its last sync found a shortfall; 2 when the

@@ -3,7 +3,7 @@
 One row per provider run with its state normalised to `pending | running | succeeded | failed |
 cancelled | expired` (the provider's own value beside it in `raw_state`; a raw state scrapesync
 does not know yet maps to NULL rather than to a guess). The mapping is data in each provider's
-package (`Provider.runs`, e.g. `sources/scrapewise/model.py`); the SQL that applies it is written
+package (`Provider.runs`, in `sources/<provider>/model.py`); the SQL that applies it is written
 once, below.
 
 Incremental by load id: each provider table's rows carry `_dlt_load_id`, and a merge rewrites a
@@ -15,11 +15,9 @@ change provider rows without a new load id, and are handled apart: rows a provid
 only when the counts differ; soft-delete flags set by a provider's `post_load` SQL are copied
 by two UPDATEs over the (few) flagged rows.
 
-Reworkd is not mapped: its API exposes outputs (records) only, never a job with a state or
-timing; `outputs.root_job_id` names a job but nothing says whether it is running or finished, so
-any row made from it would invent its state. Oxylabs `schedule_runs` rows are the same jobs as
-`jobs` (origin `scheduler`, `batch_id` = `schedule:<schedule_id>:<run_id>`), so only `jobs` is
-mapped, with that batch as the parent.
+A provider whose API exposes no run with a state and timing maps nothing (a row made up from
+it would invent its state); a provider whose tables hold the same run twice maps one of them.
+Each `model.py` says which of its tables are mapped and why.
 """
 
 from __future__ import annotations

@@ -5,11 +5,12 @@ scrapesync's own tables (`scrape_runs`, `sync_runs`, `sync_checks`) live beside 
 datasets, written through the provider pipeline's dlt `sql_client` (same destination, same
 credentials). They are not loaded by a dlt pipeline of their own because the default DuckDB
 file is `scrapesync.duckdb`: its catalog is called `scrapesync`, and a dataset of the same name
-makes every unqualified `"scrapesync"."table"` ambiguous in DuckDB's binder (dlt-facts §9),
-including the ones dlt itself issues. Here every name is qualified with the catalog on DuckDB
-(the one guarded dialect difference); column types come from the destination's own dlt type
-mapper, and the SQL is plain (CREATE ... IF NOT EXISTS, INSERT ... SELECT, DELETE ... WHERE,
-CASE, EXTRACT(EPOCH ...)), which DuckDB and PostgreSQL both run.
+makes every unqualified `"scrapesync"."table"` ambiguous in DuckDB's binder, including the ones
+dlt itself issues (docs/dlt-behaviours.md, "Configuration and names"). Here every name is
+qualified with the catalog on DuckDB (the one guarded dialect difference); column types come
+from the destination's own dlt type mapper, and the SQL is plain (CREATE ... IF NOT EXISTS,
+INSERT ... SELECT, DELETE ... WHERE, CASE, EXTRACT(EPOCH ...)), which DuckDB and PostgreSQL both
+run.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ points are observed, not timed: a delayed request that the child is known to be 
 (extract), or the load packages dlt writes into the pipeline's working directory (normalize,
 load, after load). One window is too narrow to observe from outside: a load job the
 destination has committed but dlt has not yet recorded as done, which the next load replays
-(dlt-facts §10); for it the child kills itself (`committed:<table>`, `arm_kill_after_commit`).
+(docs/dlt-behaviours.md, "Load packages and recovery"); for it the child kills itself
+(`committed:<table>`, `arm_kill_after_commit`).
 The child reads its settings from env vars exactly as a user's scheduler would set them.
 """
 

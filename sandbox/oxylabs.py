@@ -1,61 +1,47 @@
-"""Oxylabs Web Scraper API sandbox: push-pull, callbacks, cloud storage, Scheduler (api-notes §4).
+"""Oxylabs Web Scraper API sandbox: push-pull, callbacks, cloud storage, Scheduler.
 
-Jobs live on a virtual clock: each `advance()` is one hour; a job submitted before it finishes
-(`done`, or `faulted` for a deterministic share of jobs with target status 612 or 613), gets
-its callback queued, its `<job_id>.json` written to the storage directory when submitted with
-`storage_type`/`storage_url`, and its results expire `result_ttl_steps` hours after finishing
-(404). Scheduler schedules start one run per active schedule per step. Scheduler responses
-carry ids as raw JSON integers above 2^53, exactly as the real API does.
+The API as docs/oxylabs.md describes it. Jobs live on a virtual clock: each `advance()` is one
+hour; a job submitted before it finishes (`done`, or `faulted` for a deterministic share of
+jobs with target status 612 or 613), gets its callback queued, its `<job_id>.json` written to
+the storage directory when submitted with `storage_type`/`storage_url`, and its results expire
+`result_ttl_steps` hours after finishing (404). Scheduler schedules start one run per active
+schedule per step. Scheduler responses carry ids as raw JSON integers above 2^53, exactly as
+the real API does. The records and answer bodies are built in `sandbox/oxylabs_data.py`.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import http.client
 import random
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
 from scrapesync.sandbox.base import ProviderAPI, SandboxRequest, SandboxResponse
+from scrapesync.sandbox.oxylabs_data import (
+    DEFAULT_PASSWORD,
+    DEFAULT_USER,
+    FIRST_JOB_ID,
+    FIRST_RUN_ID,
+    FIRST_SCHEDULE_ID,
+    GONE,
+    MAX_BATCH,
+    Job,
+    Schedule,
+    auth_failure,
+    job_object,
+    result_body,
+    schedule_object,
+    schedule_stats,
+    send_callback,
+    timestamp,
+)
 
-DEFAULT_USER = "sandbox_user"
-DEFAULT_PASSWORD = "sandbox_pass"  # a sandbox credential, not a secret
-EPOCH = datetime(2025, 3, 1, 9, 0, 0)
-STEP = timedelta(hours=1)
-FIRST_JOB_ID = 7_300_439_540_206_948_353
-FIRST_SCHEDULE_ID = 3_809_594_044_634_907_291
-MAX_BATCH = 5000
-
-
-def _ts(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
-
-
-@dataclass
-class Job:
-    job: dict[str, Any]
-    created_step: int
-    finish_step: int
-    finished_step: int | None = None
-    expired: bool = False
-    fault_code: int | None = None
-
-
-@dataclass
-class Schedule:
-    schedule_id: int
-    items: list[dict[str, Any]]
-    active: bool = True
-    runs: list[dict[str, Any]] = field(default_factory=list)
+# the base of the `_links` of jobs the Scheduler creates (no request to take it from)
+SCHEDULER_BASE = "http://data.oxylabs.io"
 
 
 class OxylabsAPI(ProviderAPI):
@@ -117,16 +103,13 @@ class OxylabsAPI(ProviderAPI):
         self.created_values: list[str] = []
         self._window: dict[str, tuple[float, int]] = {}
         self._rate_lock = threading.Lock()
-        self.schedules = {
-            FIRST_SCHEDULE_ID + n * 7919: Schedule(
-                FIRST_SCHEDULE_ID + n * 7919,
-                [
-                    {"source": "universal", "url": f"https://shop.example.com/s{n}/{i}"}
-                    for i in (1, 2)
-                ],
-            )
-            for n in range(schedules)
-        }
+        self.schedules: dict[int, Schedule] = {}
+        for n in range(schedules):
+            items = [
+                {"source": "universal", "url": f"https://shop.example.com/s{n}/{i}"} for i in (1, 2)
+            ]
+            schedule = Schedule(FIRST_SCHEDULE_ID + n * 7919, items)
+            self.schedules[schedule.schedule_id] = schedule
         for schedule in self.schedules.values():
             self._run(schedule)  # a schedule that already ran once before the first sync
         self.route("POST", r"/v1/queries/batch", self.batch)
@@ -135,6 +118,7 @@ class OxylabsAPI(ProviderAPI):
         self.route("GET", r"/v1/queries/(?P<job_id>\d+)/results", self.results)
         self.route("GET", r"/v1/info/callbacker_ips", self.ips)
         self.route("GET", r"/v1/schedules", self.list_schedules)
+        self.route("POST", r"/v1/schedules", self.create_schedule)
         self.route("GET", r"/v1/schedules/(?P<sid>\d+)", self.schedule)
         self.route("GET", r"/v1/schedules/(?P<sid>\d+)/runs", self.runs)
         self.route("PUT", r"/v1/schedules/(?P<sid>\d+)/state", self.set_state)
@@ -168,19 +152,8 @@ class OxylabsAPI(ProviderAPI):
         return response
 
     def _auth(self, request: SandboxRequest) -> SandboxResponse | None:
-        header = request.header("authorization")
-        if not header:
-            return self.error(401, "Authorization header not provided")
-        kind, _, encoded = header.partition(" ")
-        try:
-            user, _, password = base64.b64decode(encoded).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return self.error(401, "Invalid authorization header")
-        if kind.lower() != "basic":
-            return self.error(401, "Invalid authorization header")
-        if self.users.get(user) != password:
-            return self.error(401, "Client not found")
-        return None
+        problem = auth_failure(request.header("authorization"), self.users)
+        return self.error(401, problem) if problem else None
 
     def _rate(self) -> tuple[bool, dict[str, str]]:
         if self.rate_limit is None:
@@ -202,36 +175,17 @@ class OxylabsAPI(ProviderAPI):
             return True, headers
         return False, headers
 
+    def _body(self, request: SandboxRequest) -> tuple[Any, SandboxResponse | None]:
+        try:
+            return request.json(), None
+        except orjson.JSONDecodeError:
+            return None, self.error(422, "Unprocessable Entity: the payload is not valid JSON")
+
     # -- jobs -----------------------------------------------------------------------------
     def _new_job(self, kind: str, value: str, params: dict[str, Any], base: str) -> dict[str, Any]:
         job_id = str(self.next_job)
         self.next_job += 4096 + self.rng.randint(1, 4000)
-        now = _ts(EPOCH + STEP * self.step)
-        job = {
-            "callback_url": params.get("callback_url"),
-            "client_id": 5,
-            "context": params.get("context", []),
-            "created_at": now,
-            "domain": params.get("domain", "com"),
-            "geo_location": params.get("geo_location"),
-            "id": job_id,
-            "limit": params.get("limit", 10),
-            "locale": params.get("locale"),
-            "pages": int(params.get("pages", 1)),
-            "parse": bool(params.get("parse", False)),
-            "render": params.get("render"),
-            kind: value,
-            "source": params["source"],
-            "start_page": params.get("start_page", 1),
-            "status": "pending",
-            "storage_type": params.get("storage_type"),
-            "storage_url": params.get("storage_url"),
-            "client_notes": params.get("client_notes"),
-            "subdomain": "www",
-            "updated_at": now,
-            "user_agent_type": params.get("user_agent_type", "desktop"),
-            "_links": self._links(job_id, base),
-        }
+        job = job_object(job_id, kind, value, params, base, timestamp(self.step))
         number = len(self.jobs) + 1
         self.jobs[job_id] = Job(job, self.step, self.step + self.steps_to_finish)
         if self.fault_every and number % self.fault_every == 0:
@@ -239,24 +193,12 @@ class OxylabsAPI(ProviderAPI):
         self.created_values.append(value)
         return job
 
-    @staticmethod
-    def _links(job_id: str, base: str) -> list[dict[str, str]]:
-        # the real API links over http:// (api-notes §4.1)
-        root = base.replace("https://", "http://") + f"/v1/queries/{job_id}"
-        return [
-            {"rel": "self", "href": root, "method": "GET"},
-            {"rel": "results", "href": f"{root}/results", "method": "GET"},
-            {"rel": "results-html", "href": f"{root}/results?type=raw", "method": "GET"},
-            {"rel": "results-parsed", "href": f"{root}/results?type=parsed", "method": "GET"},
-        ]
-
     def _params(
         self, request: SandboxRequest
     ) -> tuple[dict[str, Any] | None, SandboxResponse | None]:
-        try:
-            body = request.json()
-        except orjson.JSONDecodeError:
-            return None, self.error(422, "Unprocessable Entity: the payload is not valid JSON")
+        body, problem = self._body(request)
+        if problem:
+            return None, problem
         if not isinstance(body, dict) or not body.get("source"):
             return None, self.error(400, "source: Missing data for required field.")
         return body, None
@@ -281,69 +223,29 @@ class OxylabsAPI(ProviderAPI):
         body, problem = self._params(request)
         if problem or body is None:
             return problem or self.error(400, "bad request")
-        kind = "query" if "query" in body else "url"
-        value = body.pop(kind, "")
-        return SandboxResponse.json(self._new_job(kind, str(value), body, request.base_url), 202)
+        kinds = [k for k in ("query", "url") if k in body]
+        # "This endpoint accepts only a single query or URL value" (docs/oxylabs.md#endpoints)
+        if len(kinds) != 1 or isinstance(body[kinds[0]], (list, dict)):
+            return self.error(400, "Provide one `query` or `url` value (lists go to /batch).")
+        value = body.pop(kinds[0])
+        return SandboxResponse.json(
+            self._new_job(kinds[0], str(value), body, request.base_url), 202
+        )
 
     def status(self, _: SandboxRequest, groups: dict[str, str]) -> SandboxResponse:
         job = self.jobs.get(groups["job_id"])
         if job is None or job.expired:
-            return self.error(404, "The job ID you are looking for is no longer available.")
+            return self.error(404, GONE)
         return SandboxResponse.json(job.job)
 
     def results(self, request: SandboxRequest, groups: dict[str, str]) -> SandboxResponse:
         job = self.jobs.get(groups["job_id"])
         if job is None or job.expired:
-            return self.error(404, "The job ID you are looking for is no longer available.")
+            return self.error(404, GONE)
         if job.job["status"] == "pending":
             return SandboxResponse(204)
         kind = request.param("type") or ("parsed" if job.job["parse"] else "raw")
-        return SandboxResponse.json(self._result_body(job, kind))
-
-    def _result_body(self, job: Job, kind: str) -> dict[str, Any]:
-        pages = []
-        value = str(job.job.get("query") or job.job.get("url") or "")
-        for page in range(1, job.job["pages"] + 1):
-            if job.fault_code:
-                content: Any = {"parse_status_code": 12003}
-                status = job.fault_code
-            elif kind == "parsed":
-                content = self._parsed(value, page)
-                status = 200
-            else:
-                content = self._html(job.job["id"], page)
-                status = 200
-            pages.append(
-                {
-                    "content": content,
-                    "created_at": job.job["created_at"],
-                    "updated_at": job.job["updated_at"],
-                    "page": page,
-                    "url": f"https://www.example.com/search?q={value}&page={page}",
-                    "job_id": job.job["id"],
-                    "status_code": status,
-                    "type": kind,
-                    "parser_type": "",
-                }
-            )
-        return {"results": pages, "job": job.job}
-
-    def _html(self, job_id: str, page: int) -> str:
-        seed = hashlib.sha256(f"{job_id}/{page}".encode()).hexdigest()
-        body = (seed * (self.html_bytes // len(seed) + 1))[: self.html_bytes]
-        tag = f"<body data-job='{job_id}' data-page='{page}'>"
-        return f"<!doctype html><html>{tag}{body}</body></html>"
-
-    @staticmethod
-    def _parsed(value: str, page: int) -> dict[str, Any]:
-        return {
-            "url": f"https://www.example.com/search?q={value}",
-            "page": page,
-            "query": value,
-            "total_results": 1000 + len(str(value)) * 7 + page,
-            "parse_status_code": 12000,
-            "results": {"organic": [{"pos": n, "title": f"{value} #{n}"} for n in (1, 2)]},
-        }
+        return SandboxResponse.json(result_body(job, kind, self.html_bytes))
 
     def ips(self, _: SandboxRequest, __: dict[str, str]) -> SandboxResponse:
         return SandboxResponse.json({"ips": self.callbacker_ips})
@@ -352,6 +254,21 @@ class OxylabsAPI(ProviderAPI):
     def list_schedules(self, _: SandboxRequest, __: dict[str, str]) -> SandboxResponse:
         return SandboxResponse.json({"schedules": list(self.schedules)})
 
+    def create_schedule(self, request: SandboxRequest, _: dict[str, str]) -> SandboxResponse:
+        body, problem = self._body(request)
+        if problem:
+            return problem
+        body = body if isinstance(body, dict) else {}
+        missing = [name for name in ("cron", "items", "end_time") if not body.get(name)]
+        if missing:
+            return self.error(400, f"{missing[0]}: Missing data for required field.")
+        if not isinstance(body["items"], list):
+            return self.error(400, "items: Must be a list of job parameter sets.")
+        sid = FIRST_SCHEDULE_ID + len(self.schedules) * 7919
+        schedule = Schedule(sid, list(body["items"]), True, [], body["cron"], body["end_time"])
+        self.schedules[sid] = schedule
+        return SandboxResponse.json(schedule_object(schedule, timestamp(self.step + 1)))
+
     def _schedule(self, sid: str) -> Schedule | None:
         return self.schedules.get(int(sid))
 
@@ -359,32 +276,8 @@ class OxylabsAPI(ProviderAPI):
         schedule = self._schedule(groups["sid"])
         if schedule is None:
             return self.error(404, "Schedule not found.")
-        jobs = [j for run in schedule.runs for j in run["jobs"]]
-        outcomes: dict[str, int] = {}
-        for job in jobs:
-            outcomes[job["result_status"]] = outcomes.get(job["result_status"], 0) + 1
-        return SandboxResponse.json(
-            {
-                "schedule_id": schedule.schedule_id,
-                "active": schedule.active,
-                "items_count": len(schedule.items),
-                "cron": "0 * * * *",
-                "end_time": "2032-12-01 16:00:00",
-                "next_run_at": _ts(EPOCH + STEP * (self.step + 1)),
-                "stats": {
-                    "total_job_count": len(jobs),
-                    "job_create_outcomes": [
-                        {"status_code": 202, "job_count": len(jobs), "ratio": 1}
-                    ]
-                    if jobs
-                    else [],
-                    "job_result_outcomes": [
-                        {"status": s, "job_count": n, "ratio": round(n / len(jobs), 4)}
-                        for s, n in sorted(outcomes.items())
-                    ],
-                },
-            }
-        )
+        body = schedule_object(schedule, timestamp(self.step + 1))
+        return SandboxResponse.json({**body, "stats": schedule_stats(schedule)})
 
     def runs(self, _: SandboxRequest, groups: dict[str, str]) -> SandboxResponse:
         schedule = self._schedule(groups["sid"])
@@ -402,7 +295,13 @@ class OxylabsAPI(ProviderAPI):
         schedule = self._schedule(groups["sid"])
         if schedule is None:
             return self.error(404, "Schedule not found.")
-        schedule.active = bool((request.json() or {}).get("active"))
+        body, problem = self._body(request)
+        if problem:
+            return problem
+        active = body.get("active") if isinstance(body, dict) else None
+        if not isinstance(active, bool):
+            return self.error(400, "active: Not a valid boolean.")
+        schedule.active = active
         return SandboxResponse(202)
 
     # -- evolution ------------------------------------------------------------------------
@@ -428,20 +327,21 @@ class OxylabsAPI(ProviderAPI):
     def _finish(self, job: Job) -> None:
         job.finished_step = self.step
         job.job["status"] = "faulted" if job.fault_code else "done"
-        job.job["updated_at"] = _ts(EPOCH + STEP * self.step)
+        job.job["updated_at"] = timestamp(self.step)
         if job.job.get("callback_url"):
             self.callbacks.append((job.job["callback_url"], dict(job.job)))
         if job.job.get("storage_type") and job.job.get("storage_url") and not job.fault_code:
             kind = "parsed" if job.job["parse"] else "raw"
             path = self.storage_dir / f"{job.job['id']}.json"
-            path.write_bytes(orjson.dumps(self._result_body(job, kind)))
+            path.write_bytes(orjson.dumps(result_body(job, kind, self.html_bytes)))
 
     def _run(self, schedule: Schedule) -> int:
-        run_id = 25_037_485 + sum(len(s.runs) for s in self.schedules.values()) * 3
+        run_id = FIRST_RUN_ID + sum(len(s.runs) for s in self.schedules.values()) * 3
         entries = []
         for item in schedule.items:
+            kind = "query" if "query" in item else "url"
             params = {k: v for k, v in item.items() if k not in ("url", "query")}
-            job = self._new_job("url", item["url"], params, "http://data.oxylabs.io")
+            job = self._new_job(kind, str(item.get(kind, "")), params, SCHEDULER_BASE)
             entries.append(
                 {
                     "id": int(job["id"]),
@@ -469,23 +369,9 @@ class OxylabsAPI(ProviderAPI):
             if index < drop:
                 continue
             for _ in range(2 if index < drop + duplicate else 1):
-                self._post(url, orjson.dumps(job))
+                send_callback(url, orjson.dumps(job), self.callbacker_ips)
                 sent += 1
         return sent
-
-    def _post(self, url: str, body: bytes) -> int:
-        parts = urlsplit(url)
-        if parts.hostname != "127.0.0.1":
-            raise ValueError(f"sandbox callbacks go only to 127.0.0.1, not {parts.hostname}")
-        source = self.callbacker_ips[0] if self.callbacker_ips else "127.0.0.1"
-        conn = http.client.HTTPConnection(
-            parts.hostname, parts.port or 80, timeout=10, source_address=(source, 0)
-        )
-        try:
-            conn.request("POST", parts.path or "/", body, {"Content-Type": "application/json"})
-            return conn.getresponse().status
-        finally:
-            conn.close()
 
     # -- tests and demo -------------------------------------------------------------------
     def truth(self) -> dict[str, Any]:

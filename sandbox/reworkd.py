@@ -1,9 +1,10 @@
-"""Reworkd sandbox: `GET /v1/outputs/{group_id}` as documented (api-notes.md §1.5).
+"""Reworkd sandbox: `GET /v1/outputs/{group_id}` as documented (docs/reworkd.md#the-sandbox).
 
 The feed is an append-only change log by default (`mode="events"`): every create, update or
 delete of a record appends a row with a new, increasing `id`, the cursor. `mode="latest"`
 keeps one row per record instead and rewrites it in place on each change (same `id`). The
-real API's model is not documented (api-notes §1.2); the connector must be right for both.
+real API's model is not documented (docs/reworkd.md#change-types); the connector must be
+right for both.
 """
 
 from __future__ import annotations
@@ -244,7 +245,7 @@ class ReworkdAPI(ProviderAPI):
 
     # -- HTTP -----------------------------------------------------------------------------
     def error(self, status: int, message: str, **extra: Any) -> SandboxResponse:
-        # FastAPI's envelope (api-notes §1.3 [I])
+        # FastAPI's envelope, inferred (docs/reworkd.md#errors)
         return SandboxResponse.json({"detail": message, **extra}, status)
 
     def _validation_error(self, field_name: str, message: str, value: Any) -> SandboxResponse:
@@ -268,11 +269,15 @@ class ReworkdAPI(ProviderAPI):
         group = self.groups.get(args["group_id"])
         if group is None:
             return self.error(404, "Not Found")
-        try:
-            limit = int(request.param("limit", "10") or 10)
-            cursor = int(request.param("cursor", "0") or 0)
-        except ValueError:
-            return self._validation_error("limit", "Input should be a valid integer", None)
+        numbers: dict[str, int] = {}
+        for name, default in (("limit", "10"), ("cursor", "0")):
+            raw = request.param(name, default) or default
+            try:
+                numbers[name] = int(raw)
+            except ValueError:
+                # FastAPI names the parameter that failed and echoes its value
+                return self._validation_error(name, "Input should be a valid integer", raw)
+        limit, cursor = numbers["limit"], numbers["cursor"]
         if not 1 <= limit <= 1000:
             return self._validation_error("limit", "Input should be between 1 and 1000", limit)
         if cursor < 0:
@@ -284,7 +289,8 @@ class ReworkdAPI(ProviderAPI):
         matches = self._page(group, request, cursor, limit, since)
         next_cursor = group.rows[matches[-1]]["id"] if len(matches) == limit else None
         metadata = {
-            # doc quirk kept on purpose: the example next_url points at /v1/items (api-notes §7)
+            # doc quirk kept on purpose: the documented example next_url points at /v1/items
+            # (docs/reworkd.md#pagination)
             "next_url": f"{request.base_url}/v1/items?cursor={next_cursor}"
             if next_cursor
             else None,

@@ -1,4 +1,4 @@
-"""Scrapewise sandbox: the scraper-api routes scrapesync uses, as documented (api-notes.md §2).
+"""Scrapewise sandbox: the scraper-api routes scrapesync uses, as documented (docs/scrapewise.md).
 
 Faithful parts: Bearer `sw_live_...` keys (an `X-API-KEY` header alone gets 401), the RFC 7807
 error envelope, 400 (never 404) for unknown ids, Spring pages with totals, a global per-key
@@ -6,7 +6,8 @@ token bucket answering 429 with `Retry-After`, runs moving PENDING -> RUNNING ->
 FAILED / STOPPED as the data advances (rows are written while a run is RUNNING), failed links,
 merge with Idempotency-Key replay, ADR-012 preview tokens that expire after 5 minutes.
 
-Inferred where the docs are silent (each marked [I] below): soft-deleted runs carry
+Inferred where the docs are silent (each marked [I] below; docs/scrapewise.md lists them under
+"What scrapesync infers"): soft-deleted runs carry
 `deleted: true` under `withDeleted=true`; the delete commit accepts the preview's `token` and
 then checks it; the enriched sibling is a group named `<name>_enriched` in `group/list`.
 """
@@ -16,29 +17,41 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from scrapesync.sandbox.base import ProviderAPI, SandboxRequest, SandboxResponse
-from scrapesync.sandbox.scrapewise_data import (
-    ScrapewiseData,
+from scrapesync.sandbox.scrapewise_data import ScrapewiseData
+from scrapesync.sandbox.scrapewise_query import (
     filter_rows,
     is_object_id,
     parse_filters,
     sort_rows,
     spring_page,
 )
+from scrapesync.sandbox.scrapewise_views import (
+    expected_rows,
+    run_dto,
+    scraper_dto,
+    scraper_summary,
+    truth_of,
+)
 
 DEFAULT_KEY = "sw_live_sandbox.5f3c9a1e7d2b4c68"
 PREFIX = "/api/scraper"
 TOKEN_TTL = 300.0
+# The real base URL's path: RFC 7807 `instance` is this plus the request's path.
+BASE_PATH = "/api/scraper-api"
+# The path of the request being answered, for the error envelope's `instance`.
+_REQUEST_PATH: ContextVar[str] = ContextVar("scrapewise_request_path", default="")
 
 
 @dataclass
 class Bucket:
-    """Token bucket of one API key (the limit is global, not per endpoint: api-notes §2.3)."""
+    """Token bucket of one API key (global, not per endpoint: docs/scrapewise.md#limits)."""
 
     rate: float
     burst: int
@@ -122,10 +135,10 @@ class ScrapewiseAPI(ProviderAPI):
         return self.data.advance()
 
     def truth(self) -> dict[str, Any]:
-        return self.data.truth()
+        return truth_of(self.data)
 
     def expected_rows(self) -> dict[str, int]:
-        return self.data.expected_rows()
+        return expected_rows(self.data)
 
     def source_options(self, base_url: str) -> dict[str, Any]:
         return {"base_url": base_url, "api_key": sorted(self.api_keys)[0]}
@@ -135,14 +148,14 @@ class ScrapewiseAPI(ProviderAPI):
 
     # -- HTTP plumbing --------------------------------------------------------------------
     def error(self, status: int, message: str, **extra: Any) -> SandboxResponse:
-        """RFC 7807-style envelope (api-notes §2.2)."""
+        """RFC 7807-style envelope (docs/scrapewise.md#errors); `instance` is the request path."""
         code = extra.pop("code", _CODES.get(status, "error"))
         body = {
             "type": f"https://scrapewise.ai/errors/{code.lower().replace('_', '-')}",
             "title": _TITLES.get(status, "Error"),
             "status": status,
             "detail": message,
-            "instance": "/api/scraper-api" + extra.pop("instance", ""),
+            "instance": BASE_PATH + extra.pop("instance", _REQUEST_PATH.get()),
             "correlationId": f"req_{uuid.uuid4().hex[:12]}",
             "code": code,
             **extra,
@@ -151,6 +164,13 @@ class ScrapewiseAPI(ProviderAPI):
         return SandboxResponse.json(body, status, headers)
 
     def handle(self, request: SandboxRequest) -> SandboxResponse:
+        token = _REQUEST_PATH.set(request.path)
+        try:
+            return self._authorised(request)
+        finally:
+            _REQUEST_PATH.reset(token)
+
+    def _authorised(self, request: SandboxRequest) -> SandboxResponse:
         key = _bearer(request)
         if key is None or key not in self.api_keys:
             return self.error(401, "Missing or invalid Authorization header.", code="unauthorized")
@@ -181,7 +201,7 @@ class ScrapewiseAPI(ProviderAPI):
                 filters[name] = request.param(name)
         with_deleted = (request.param("withDeleted") or "false").lower() == "true"
         runs = [
-            self.data.run_dto(run, with_deleted)
+            run_dto(run, with_deleted)
             for run in self.data.runs.values()
             if (with_deleted or not run.deleted) and run.matches(filters)
         ]
@@ -208,7 +228,7 @@ class ScrapewiseAPI(ProviderAPI):
         group = request.param("groupId")
         return SandboxResponse.json(
             [
-                self.data.scraper_summary(scraper)
+                scraper_summary(self.data, scraper)
                 for scraper in self.data.scrapers.values()
                 if not group or scraper["groupId"] == group
             ]
@@ -218,7 +238,7 @@ class ScrapewiseAPI(ProviderAPI):
         scraper = self.data.scrapers.get(args["id"])
         if scraper is None:
             return self.error(400, f"Scraper {args['id']} does not exist for this customer.")
-        return SandboxResponse.json(self.data.scraper_dto(scraper))
+        return SandboxResponse.json(scraper_dto(self.data, scraper))
 
     def group_list(self, _request: SandboxRequest, _: dict[str, str]) -> SandboxResponse:
         return SandboxResponse.json([group.dto() for group in self.data.groups.values()])
@@ -249,7 +269,7 @@ class ScrapewiseAPI(ProviderAPI):
             )
         ids = request.query.get("scraperJobStatusIds", [])
         bad = [job for job in ids if not is_object_id(job)]
-        if bad:  # no upfront validation: the failure surfaces as a 500 (SW-seed)
+        if bad:  # no upfront validation: the failure surfaces as a 500 (docs/scrapewise.md#errors)
             return self.error(500, f"Invalid ObjectId: {bad[0]}", code="internal_error")
         merged = self.data.merge(group, ids)
         self.writes_applied += 1

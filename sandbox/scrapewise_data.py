@@ -1,23 +1,21 @@
 """The Scrapewise sandbox's account: groups, scrapers, runs, scraped rows, failed links.
 
-Separate from the HTTP routes (sandbox/scrapewise.py) so the state machine and the data rules
-read on their own. Everything is deterministic for a given seed.
+Separate from the HTTP routes (sandbox/scrapewise.py) and the query semantics
+(sandbox/scrapewise_query.py) so the state machine and the data rules read on their own.
+Everything is deterministic for a given seed.
 """
 
 from __future__ import annotations
 
-import math
 import random
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
-
 EPOCH = datetime(2026, 5, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+SECOND = timedelta(seconds=1)
 ACTIVE = ("PENDING", "RUNNING")
 TERMINAL = ("COMPLETED", "FAILED", "STOPPED")
 # the two field families a scraper writes (rows keep the scraper's own field names)
@@ -32,10 +30,6 @@ ERROR_SAMPLES = (
 
 def utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def is_object_id(value: str) -> bool:
-    return re.fullmatch(r"[0-9a-f]{24}", value or "") is not None
 
 
 @dataclass
@@ -73,6 +67,11 @@ class Run:
     deleted: bool = False
     data_deleted: bool = False
     launched_by_customer: bool = True
+    last_scraped: datetime | None = None  # the newest `_scrapedAt` among the run's rows
+
+    def ended_by(self, moment: datetime) -> datetime:
+        """When a run stopped at `moment` ends: never before its start or its last row."""
+        return max(moment, self.started, self.last_scraped or self.started)
 
     def matches(self, filters: dict[str, Any]) -> bool:
         wanted = {"groupId": self.group_id, "scraperId": self.scraper_id, "state": self.state}
@@ -139,7 +138,16 @@ class ScrapewiseData:
                 self.start_run(scrapers[1])
 
     def start_run(self, scraper: dict[str, Any], at: datetime | None = None) -> Run:
+        """Queue a run at `at`, or within the current hour but after the scraper's last run.
+
+        The clock is the start of the hour and runs start within it, so a run queued right
+        after a stop could otherwise start before the stopped run (and `latest_run()` of the
+        SDK, the newest `started`, would name the stopped one). `at` is taken as given.
+        """
         moment = at or self.clock + timedelta(minutes=self.rng.randint(0, 50))
+        previous = self.latest_run(scraper["id"]) if at is None else None
+        if previous is not None:
+            moment = max(moment, (previous.finished or previous.started) + SECOND)
         run = Run(self.oid(), scraper["id"], scraper["name"], scraper["groupId"], moment)
         run.planned = self.rng.randint(10, 18)
         self.runs[run.id] = run
@@ -199,6 +207,7 @@ class ScrapewiseData:
             }
             row.update(self._fields(scraper["kind"]))
             self.rows[group.id].append(row)
+            run.last_scraped = max(at, run.last_scraped or at)
         run.success_links += count
 
     def _fields(self, kind: str) -> dict[str, Any]:
@@ -237,7 +246,9 @@ class ScrapewiseData:
         """Synchronous: a RUNNING run ends STOPPED, a PENDING one is terminalised too."""
         run = self.active_run(scraper_id)
         if run is not None:
-            run.state, run.finished, run.stop_reason = "STOPPED", self.clock, "USER_STOPPED"
+            # stopped now: at the clock, but never before the run started (no negative duration)
+            run.state, run.finished = "STOPPED", run.ended_by(self.clock)
+            run.stop_reason = "USER_STOPPED"
 
     def soft_delete(self, run_id: str) -> None:
         self.runs[run_id].deleted = True
@@ -255,7 +266,10 @@ class ScrapewiseData:
 
     # -- merge into the enriched sibling --------------------------------------------------
     def merge(self, group: Group, run_ids: list[str]) -> int:
-        """Merge the rows of each scraper's latest COMPLETED run on `title` (SW-seed)."""
+        """Merge the rows of each scraper's latest COMPLETED run on `title`.
+
+        As documented: docs/scrapewise.md#enriched-data.
+        """
         accepted = [
             run
             for run_id in run_ids
@@ -299,204 +313,10 @@ class ScrapewiseData:
         self.groups[sibling.id] = sibling
         return sibling
 
-    # -- DTOs ------------------------------------------------------------------------------
-    def run_dto(self, run: Run, with_deleted: bool = False) -> dict[str, Any]:
-        terminal = run.state in TERMINAL and run.finished is not None
-        dto: dict[str, Any] = {
-            "id": run.id,
-            "jobId": run.id,
-            "scraperId": run.scraper_id,
-            "scraperName": run.scraper_name,
-            "groupId": run.group_id,
-            "state": run.state,
-            "started": utc(run.started),
-            "finished": utc(run.finished) if terminal and run.finished else None,
-            "successLinks": run.success_links,
-            "errorLinks": run.error_links,
-            "launchedByCustomer": run.launched_by_customer,
-            "itemsQuantity": run.success_links,
-            "totalRequests": run.success_links + run.error_links,
-            "attempted": run.success_links + run.error_links,
-            "notAttempted": max(0, run.planned - run.success_links) if terminal else 0,
-            "duration": int((run.finished - run.started).total_seconds())
-            if terminal and run.finished
-            else None,
-            "stopReason": run.stop_reason,
-            "errorMessage": run.error_message,
-            "continuable": False,
-            "costLines": [{"type": "LINKS", "quantity": run.success_links, "amount": 0.0}],
-        }
-        if with_deleted and run.deleted:
-            dto["deleted"] = True  # [I] how withDeleted marks a soft-deleted run
-        return dto
-
-    def _latest_run(self, scraper_id: str) -> Run | None:
+    def latest_run(self, scraper_id: str) -> Run | None:
         runs = [run for run in self.runs.values() if run.scraper_id == scraper_id]
         return max(runs, key=lambda run: run.started) if runs else None
-
-    def scraper_summary(self, scraper: dict[str, Any]) -> dict[str, Any]:
-        """`/api/scraper/list` projection: no `schemaId` (api-notes §2.6)."""
-        last = self._latest_run(scraper["id"])
-        return {
-            "id": scraper["id"],
-            "name": scraper["name"],
-            "type": scraper["type"],
-            "groupId": scraper["groupId"],
-            "lastRun": utc(last.started) if last else None,
-            "lastRunState": last.state if last else None,
-        }
-
-    def scraper_dto(self, scraper: dict[str, Any]) -> dict[str, Any]:
-        fields = (
-            ("price", "currency", "in_stock")
-            if scraper["kind"] == "offer"
-            else ("rating", "reviews", "seller")
-        )
-        return {
-            **self.scraper_summary(scraper),
-            "schemaId": None,
-            "manual": False,
-            "siteMap": False,
-            "mapping": {},
-            "shouldUseJavaScript": scraper["kind"] == "reviews",
-            "createdAt": scraper["createdAt"],
-            "updatedAt": scraper["createdAt"],
-            "config": {
-                "type": "SIMPLE",
-                "timeout": 30,
-                "itemsConfig": [{"name": name, "selector": f".{name}"} for name in fields],
-                "postProcessRules": [],
-                "sourceConfig": {
-                    "url": scraper["url"],
-                    "pagination": {"type": "URL_PAGE_PARAM", "param": "page", "max": 5},
-                },
-                "startType": "DAILY",
-                "error": None,
-            },
-        }
 
     # -- what a correct sync holds --------------------------------------------------------
     def terminal_runs(self) -> list[Run]:
         return [run for run in self.runs.values() if run.state in TERMINAL]
-
-    def truth(self) -> dict[str, Any]:
-        enriched = {g.id for g in self.groups.values() if g.enriched_of}
-        return {
-            "jobs": {run.id: self.run_dto(run) for run in self.runs.values() if not run.deleted},
-            "deleted_jobs": {run.id for run in self.runs.values() if run.deleted},
-            "job_errors": {
-                (run.id, link["url"])
-                for run in self.terminal_runs()
-                for link in self.errors.get(run.id, [])
-            },
-            "rows": {
-                (row["_scraperJobStatusId"], row["_id"])
-                for group, rows in self.rows.items()
-                if group not in enriched
-                for row in rows
-                if self.runs[row["_scraperJobStatusId"]].state in TERMINAL
-            },
-            "enriched_rows": {
-                (group, row["title"]) for group in enriched for row in self.rows[group]
-            },
-        }
-
-    def expected_rows(self) -> dict[str, int]:
-        truth = self.truth()
-        expected = {
-            "jobs": len(truth["jobs"]) + len(truth["deleted_jobs"]),
-            "job_errors": len(truth["job_errors"]),
-            "rows": len(truth["rows"]),
-            "scrapers": len(self.scrapers),
-        }
-        if truth["enriched_rows"]:  # the table exists only once a merge was made
-            expected["enriched_rows"] = len(truth["enriched_rows"])
-        return expected
-
-
-def parse_filters(text: str | None) -> dict[str, Any]:
-    """`filters` query parameter: URL-decoded JSON object; empty means no filter."""
-    if not text:
-        return {}
-    try:
-        parsed = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(str(exc)) from None
-    if not isinstance(parsed, dict):
-        raise ValueError("filters must be a JSON object")
-    return parsed
-
-
-_OPS = {
-    "$gt": lambda a, b: a is not None and a > b,
-    "$gte": lambda a, b: a is not None and a >= b,
-    "$lt": lambda a, b: a is not None and a < b,
-    "$lte": lambda a, b: a is not None and a <= b,
-    "$ne": lambda a, b: a != b,
-    "$in": lambda a, b: a in b,
-    "equals": lambda a, b: a == b,
-    "notEquals": lambda a, b: a != b,
-    "contains": lambda a, b: str(b).lower() in str(a).lower(),
-    "greaterThan": lambda a, b: a is not None and a > b,
-    "lessThan": lambda a, b: a is not None and a < b,
-}
-
-
-def _matches(row: dict[str, Any], condition: dict[str, Any]) -> bool:
-    for key, wanted in condition.items():
-        if key in ("$and", "$or", "$nor"):
-            results = [_matches(row, part) for part in wanted]
-            ok = all(results) if key == "$and" else any(results)
-            if (key == "$nor") == ok:
-                return False
-            continue
-        value = row.get(key)
-        if not isinstance(wanted, dict):
-            if value != wanted:
-                return False
-            continue
-        # the per-column envelope dialect (api-notes §2.6) or Mongo-style operators
-        ops = {wanted["$op"]: wanted.get("$value")} if "$op" in wanted else wanted
-        for op, operand in ops.items():
-            if op not in _OPS:
-                raise ValueError(f"unknown operator {op!r}")
-            if not _OPS[op](value, operand):
-                return False
-    return True
-
-
-def filter_rows(rows: list[dict[str, Any]], text: str | None) -> list[dict[str, Any]]:
-    condition = parse_filters(text)
-    return [row for row in rows if _matches(row, condition)] if condition else list(rows)
-
-
-def sort_rows(rows: list[dict[str, Any]], sorts: list[str]) -> list[dict[str, Any]]:
-    """Spring `sort=field,dir` (repeatable); stable, None first."""
-    ordered = list(rows)
-    for spec in reversed(sorts):
-        name, _, direction = spec.partition(",")
-        ordered.sort(
-            key=lambda row: (0,) if row.get(name) is None else (1, row[name]),
-            reverse=direction.lower() == "desc",
-        )
-    return ordered
-
-
-def spring_page(rows: list[dict[str, Any]], page: int, size: int) -> dict[str, Any]:
-    """Spring's `Page<T>` with the framework's extra fields (api-notes §2.4)."""
-    total = len(rows)
-    pages = math.ceil(total / size)
-    content = rows[page * size : (page + 1) * size]
-    return {
-        "content": content,
-        "totalElements": total,
-        "totalPages": pages,
-        "size": size,
-        "number": page,
-        "numberOfElements": len(content),
-        "first": page == 0,
-        "last": page >= pages - 1,
-        "empty": not content,
-        "pageable": {"pageNumber": page, "pageSize": size, "offset": page * size},
-        "sort": {"sorted": True, "unsorted": False, "empty": False},
-    }

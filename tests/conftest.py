@@ -9,6 +9,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from httpmock import HttpMocker
 
 from scrapesync.pipelines import registry
 from scrapesync.pipelines.report import SyncReport
@@ -87,3 +88,11 @@ def harness(make_sandbox: Callable[..., Sandbox], isolated: Path) -> Callable[..
         return Harness(make_sandbox(**{provider: options}), provider, isolated)
 
     return build
+
+
+@pytest.fixture
+def http() -> Iterator[HttpMocker]:
+    """The fast layer's strict in-process HTTP (tests/httpmock.py) at `http.base_url`; an
+    expected request that was never sent fails the test."""
+    with HttpMocker() as mocker:
+        yield mocker

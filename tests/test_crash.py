@@ -6,7 +6,7 @@ inside the load with some tables already merged, after the load) or, from inside
 the destination committed a load job of one table; lets the provider change again, and runs
 one clean sync. The destination must then equal the sandbox's truth: nothing lost, no primary
 key twice, deletes applied, and the changes made after the kill read too (dlt alone would
-only finish the interrupted package, dlt-facts §6 and §10).
+only finish the interrupted package: docs/dlt-behaviours.md, "Load packages and recovery").
 """
 
 from __future__ import annotations

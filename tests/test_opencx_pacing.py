@@ -1,16 +1,16 @@
-"""open.cx pacing and the pure helpers: the client stays under the rate limit on its own."""
+"""open.cx pacing end to end (the client keeps under the rate limit on its own); pure helpers.
+
+The limiter itself (sources/common/pacing.py) is tested in tests/fast/test_common_pacing.py.
+"""
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
 import pendulum
 import pytest
 from test_opencx import assert_equals_truth
 
-from scrapesync.sources.opencx.pacing import RollingWindowLimiter
 from scrapesync.sources.opencx.transform import HistoryWalk, duration_seconds
 
 LIMIT, WINDOW = 10, 1.0  # the sandbox's limiter, scaled down from 100 per 60 s
@@ -49,42 +49,6 @@ def test_given_pacing_off_then_the_same_sync_is_throttled_but_still_correct(many
     assert any(r.status == 429 for r in many.requests())
     assert report.stats.throttled >= 1
     assert_equals_truth(many)  # Retry-After was honoured by the shared retry layer
-
-
-def test_limiter_keeps_at_most_limit_starts_in_any_window_across_threads() -> None:
-    limiter = RollingWindowLimiter(limit=3, window=0.25)
-    starts: list[float] = []
-    lock = threading.Lock()
-
-    def request() -> None:
-        limiter.acquire()
-        with lock:
-            starts.append(time.monotonic())
-        time.sleep(0.01)
-        limiter.release()
-
-    threads = [threading.Thread(target=request) for _ in range(9)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert len(starts) == 9
-    assert busiest_window(starts, 0.25) <= 3
-    assert limiter.waited > 0
-
-
-def test_limiter_hold_blocks_new_requests_until_retry_after() -> None:
-    limiter = RollingWindowLimiter(limit=100, window=60)
-    limiter.hold(0.2)
-    began = time.monotonic()
-    limiter.acquire()
-    assert time.monotonic() - began >= 0.19
-
-
-def test_bad_limits_are_refused() -> None:
-    with pytest.raises(ValueError, match="limit >= 1"):
-        RollingWindowLimiter(0, 60)
 
 
 def at(minute: int) -> str:

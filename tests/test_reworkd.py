@@ -335,6 +335,9 @@ def test_sandbox_rejects_what_the_real_api_rejects(rw: Any) -> None:
     auth = {"Authorization": f"Bearer {DEFAULT_KEY}"}
     assert requests.get(url, headers=auth, params={"limit": 1001}).status_code == 422
     assert requests.get(url, headers=auth, params={"cursor": -1}).status_code == 422
+    not_a_number = requests.get(url, headers=auth, params={"cursor": "abc"})
+    assert not_a_number.status_code == 422
+    assert not_a_number.json()["detail"][0]["loc"] == ["query", "cursor"]
     assert requests.get(url, headers=auth, params={"created_after": "yesterday"}).status_code == 422
     assert requests.get(url).status_code == 403
     assert requests.get(url, headers={"Authorization": "Bearer nope"}).status_code == 401
@@ -392,8 +395,9 @@ def boundary_hashes(group_id: str) -> list[str]:
 def test_given_many_changes_in_one_second_then_the_boundary_state_stays_bounded(
     harness: Any,
 ) -> None:
-    """dlt keeps one hash per row at the newest cursor value (dlt-facts §2); a bulk import at
-    one second must not leave that state growing with each sync."""
+    """dlt keeps one hash per row at the newest cursor value (docs/dlt-behaviours.md,
+    "Incremental cursors"); a bulk import at one second must not leave that state growing with
+    each sync."""
     rw = harness("reworkd", groups=["g-alpha"], records_per_group=0)
     moment = rw.api.clock
     for _ in range(500):

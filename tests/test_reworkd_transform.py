@@ -10,13 +10,8 @@ import pyarrow as pa
 import pytest
 
 from scrapesync.sandbox.reworkd import ReworkdAPI
-from scrapesync.sources.reworkd.transform import (
-    MissingFieldsError,
-    conform,
-    files_table,
-    outputs_table,
-    page_tables,
-)
+from scrapesync.sources.reworkd.columns import MissingFieldsError, conform
+from scrapesync.sources.reworkd.transform import files_table, outputs_table, page_tables
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from scrapesync.pipelines import cli
 from scrapesync.sandbox import FaultRule
 from scrapesync.sources.common.errors import ProviderAPIError
 from scrapesync.sources.scrapewise.actions import commit_delete, merge_runs, preview_delete
-from scrapesync.sources.scrapewise.api import make_client
+from scrapesync.sources.scrapewise.client import make_client
 
 MERGE = "/merge$"
 

@@ -1,12 +1,20 @@
 """The HTTP client every provider uses: dlt's `RESTClient` over dlt's retrying session.
 
+Everything below rides on dlt's public API: the retrying session comes from
+`dlt.sources.helpers.requests.Client(...)` and its retry settings, and one response hook,
+passed with the `hooks=` argument of `request`/`paginate`, runs on every attempt (retries
+included, since dlt retries around the session's send, see docs/dlt-behaviours.md, retries
+and Retry-After):
+
 * 5xx, timeouts and connection resets are retried with exponential backoff; 429 is retried
   honouring `Retry-After`, but only while the wait the provider asks for stays under
   `[runtime] request_max_retry_delay`: a longer wait stops the sync with a clear error instead
   of a silent hour-long sleep. `Retry-After: 0` (or a date in the past) falls back to the
   exponential backoff, so it never spins.
+* Every attempt is counted in `RequestStats`.
 * Every response body is decoded once, with orjson, and cached on the response: dlt's
-  `RESTClient` and its paginators each call `response.json()` (docs/dlt-behaviours.md).
+  `RESTClient` and its paginators each call `response.json()` (docs/dlt-behaviours.md,
+  RESTClient and paginators).
 * Every failure that is not retried, or that outlived its retries, becomes a
   `ProviderAPIError` (`scrapesync.sources.common.errors`). API keys never reach a message.
 """
@@ -15,17 +23,19 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import orjson
+from dlt.common import jsonpath
 from dlt.common.configuration import resolve_configuration
 from dlt.common.configuration.specs import RuntimeConfiguration
 from dlt.sources.helpers.requests import Client
-from dlt.sources.helpers.rest_client import RESTClient
+from dlt.sources.helpers.rest_client import PageData, RESTClient
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
-from requests import HTTPError, Request, Response
+from dlt.sources.helpers.rest_client.typing import Hooks, HTTPMethod, HTTPMethodBasic
+from requests import HTTPError, Response
 from requests.auth import AuthBase
 
 from scrapesync.sources.common.errors import (
@@ -70,7 +80,16 @@ def retry_after_seconds(response: Response) -> float | None:
 
 
 class ProviderRESTClient(RESTClient):
-    """dlt's RESTClient whose every request goes through scrapesync's response hook."""
+    """dlt's RESTClient whose every request, paged or not, runs scrapesync's response hook first.
+
+    dlt's public `hooks=` argument of `request` (and so `get`/`post`) and `paginate` carries
+    it: the hook is put in front of the caller's own response hooks, so a provider adds checks
+    of its own (`hooks={"response": [check]}`) without losing this one. It is not registered
+    on the session instead, because requests lets a request's response hooks replace the
+    session's, and `paginate` always brings one (dlt's own raise-for-status, see
+    docs/dlt-behaviours.md, RESTClient and paginators). Keyword arguments requests accepts,
+    such as `stream=True`, pass through `request` and `paginate` to the send.
+    """
 
     def __init__(
         self, spec: ProviderSpec, stats: RequestStats, max_retry_delay: float, **kwargs: Any
@@ -80,14 +99,46 @@ class ProviderRESTClient(RESTClient):
         self.stats = stats
         self.max_retry_delay = max_retry_delay
 
-    def _create_response_handler(self) -> Callable[..., None]:
-        return self._on_response
+    def request(self, path: str = "", method: HTTPMethod = "GET", **kwargs: Any) -> Response:
+        kwargs["hooks"] = self.with_response_hook(kwargs.get("hooks"))
+        return super().request(path, method, **kwargs)
 
-    def _create_request(self, *args: Any, **kwargs: Any) -> Request:
-        hooks = dict(kwargs.get("hooks") or {})
-        hooks.setdefault("response", [self._on_response])
-        kwargs["hooks"] = hooks
-        return super()._create_request(*args, **kwargs)
+    def paginate(
+        self,
+        path: str = "",
+        method: HTTPMethodBasic = "GET",
+        params: dict[str, Any] | None = None,
+        json: dict[str, Any] | None = None,
+        auth: AuthBase | None = None,
+        paginator: BasePaginator | None = None,
+        data_selector: jsonpath.TJsonPath | None = None,
+        hooks: Hooks | None = None,
+        headers: dict[str, Any] | None = None,
+        *,
+        data: Any | None = None,
+        **kwargs: Any,
+    ) -> Iterator[PageData[Any]]:
+        return super().paginate(
+            path,
+            method,
+            params,
+            json,
+            auth,
+            paginator,
+            data_selector,
+            self.with_response_hook(hooks),
+            headers,
+            data=data,
+            **kwargs,
+        )
+
+    def with_response_hook(self, hooks: Hooks | None) -> Hooks:
+        """`hooks` with this client's response hook first (once, whoever listed it already)."""
+        merged = dict(hooks or {})
+        given = merged.get("response") or []
+        others = [given] if callable(given) else list(given)
+        merged["response"] = [self._on_response, *(h for h in others if h != self._on_response)]
+        return merged
 
     def _on_response(self, response: Response, *_: Any, **__: Any) -> None:
         self.stats.record(response)

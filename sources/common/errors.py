@@ -18,6 +18,10 @@ import orjson
 from requests import HTTPError, Response
 
 RETRY_STATUS = tuple(range(500, 600))
+MALFORMED_RESPONSE_HINT = (
+    "the provider (or a proxy in between) answered with an unexpected body; "
+    "check `base_url` and retry later"
+)
 ErrorParser = Callable[[Any], str | None]
 
 
@@ -104,19 +108,29 @@ def is_streamed(response: Response) -> bool:
 
 
 def malformed_response(
-    spec: ProviderSpec, response: Response, why: str, base_url: str = ""
+    spec: ProviderSpec,
+    response: Response,
+    why: str,
+    base_url: str = "",
+    *,
+    hint: str = MALFORMED_RESPONSE_HINT,
 ) -> ProviderAPIError:
-    """The error for a 2xx answer whose body is not what the provider documents."""
-    content_type = response.headers.get("Content-Type", "?")
-    snippet = response.text[:120].replace("\n", " ") if not is_streamed(response) else ""
+    """The error for a 2xx answer whose body is not what the provider documents.
+
+    The detail names the Content-Type and how the body starts; a streamed body (a download
+    its reader found malformed) is not read here, so `why` should quote what was read.
+    """
+    seen = f"Content-Type {response.headers.get('Content-Type', '?')}"
+    if not is_streamed(response):
+        snippet = response.text[:120].replace("\n", " ")
+        seen += f"; body starts {snippet!r}"
     return ProviderAPIError(
         spec.name,
         response.request.method or "GET",
         safe_path(response.url, base_url),
         response.status_code,
-        f"malformed response: {why} (Content-Type {content_type}; body starts {snippet!r})",
-        "the provider (or a proxy in between) answered with an unexpected body; "
-        "check `base_url` and retry later",
+        f"malformed response: {why} ({seen})",
+        hint,
         response=response,
     )
 
@@ -130,14 +144,17 @@ def error_detail(spec: ProviderSpec, response: Response) -> str:
     return parsed or response.reason or "no error message"
 
 
-def malformed_item(provider: str, path: str, detail: str, method: str = "GET") -> ProviderAPIError:
+def malformed_item(
+    provider: str, path: str, detail: str, method: str = "GET", *, hint: str | None = None
+) -> ProviderAPIError:
     """The error for a 2xx JSON answer that holds what the provider's docs rule out (a time
-    that is not a time, a key of the wrong type): refused before anything is written."""
+    that is not a time, a key of the wrong type, a field that must be there): refused before
+    anything is written. `hint` replaces the sync's advice where an action failed instead."""
     return ProviderAPIError(
         provider,
         method,
         path,
         200,
         f"malformed response: {detail}",
-        f"nothing of this sync was loaded; retry later or report it to {provider}",
+        hint or f"nothing of this sync was loaded; retry later or report it to {provider}",
     )

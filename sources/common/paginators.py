@@ -15,23 +15,25 @@ from scrapesync.sources.common.errors import ProviderAPIError, safe_path
 class GuardedCursorPaginator(JSONResponseCursorPaginator):
     """Cursor paginator that stops on an empty page and refuses to loop.
 
-    dlt's cursor paginator stops only when the cursor is null (docs/dlt-behaviours.md).
-    Providers that end with an empty page, or that (through a bug) hand back the cursor they
-    were just given, would otherwise make a sync read forever.
+    dlt's cursor paginator stops only when the cursor is null unless told to stop after an
+    empty page (its `stop_after_empty_page` option, set here; docs/dlt-behaviours.md, RESTClient
+    and paginators). Providers that end with an empty page, or that (through a bug) hand back
+    the cursor they were just given, would otherwise make a sync read forever.
     """
 
     def __init__(self, provider: str, cursor_path: str, cursor_param: str) -> None:
-        super().__init__(cursor_path=cursor_path, cursor_param=cursor_param)
+        super().__init__(
+            cursor_path=cursor_path, cursor_param=cursor_param, stop_after_empty_page=True
+        )
         self.provider = provider
         self._seen: set[Any] = set()
 
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
         super().update_state(response, data)
-        if not data:
-            self._has_next_page = False
+        if not self.has_next_page:
             return
         cursor = self._next_reference
-        if cursor is not None and cursor in self._seen:
+        if cursor in self._seen:
             raise ProviderAPIError(
                 self.provider,
                 response.request.method or "GET",

@@ -1,42 +1,35 @@
 """open.cx: website datasources with their page statistics, and every crawl job they ran.
 
-API: the Crawl API of api.open.cx (shared/api-docs/004_f0d8f16166a2fb4d.txt, api-notes.md §5).
-Bearer keys `ocx_live_...` scoped `crawl:read` (enough to sync) / `crawl:write` (actions); lists
-are `{items, next}` with `?cursor=`; 100 requests per minute, which the client paces itself to.
-The list paths (`GET /crawl`, `GET /crawl/{id}/crawls`) are inferred, not documented: they are
-kept in one table, `settings.ENDPOINTS`.
+API: the Crawl API of api.open.cx, as described in docs/opencx.md (public reference:
+https://docs.open.cx/api-reference/crawl). Bearer keys `ocx_live_...` scoped `crawl:read`
+(enough to sync) / `crawl:write` (actions); lists are `{items, next}` with `?cursor=`; 100
+requests per minute, which the client paces itself to. The list paths (`GET /crawl`,
+`GET /crawl/{id}/crawls`) are inferred, not documented: they are kept in one table,
+`settings.ENDPOINTS`.
 
 Tables (dataset `opencx`):
 * `datasources`: one row per website datasource, primary key `id`, `page_stats__*` flattened;
   a datasource deleted on open.cx stays as a row with `is_deleted = true`.
 * `crawl_jobs`: one row per crawl job, primary key `id`, with the page counters and the derived
   `duration_s`; jobs still running are re-read on each sync until they end.
+
+Layout: this module wires the source and its resources; their bodies are in `resources.py`,
+the HTTP client in `client.py`, constants and the endpoint table in `settings.py`, row
+transforms in `transform.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import dlt
-import pendulum
-from dlt.common import logger
 from dlt.sources import DltResource
 
-from scrapesync.sources.common.client import ProviderRESTClient
-from scrapesync.sources.common.errors import ProviderAPIError
-from scrapesync.sources.common.paginators import log_pages
 from scrapesync.sources.common.stats import RequestStats
-from scrapesync.sources.common.timeutil import iso_z, parse_datetime
-from scrapesync.sources.common.validation import check_times
-from scrapesync.sources.opencx.api import (
-    PROVIDER,
-    endpoint_path,
-    get_crawl_job,
-    get_datasource,
-    make_client,
-    validate_uuid,
-)
+from scrapesync.sources.common.timeutil import parse_datetime
+from scrapesync.sources.opencx.client import make_client, validate_uuid
+from scrapesync.sources.opencx.resources import crawl_jobs, datasources, post_load
 from scrapesync.sources.opencx.settings import (
     BASE_URL,
     CRAWL_JOB_COLUMNS,
@@ -44,20 +37,13 @@ from scrapesync.sources.opencx.settings import (
     DEFAULT_LOOKBACK_SECONDS,
     DEFAULT_PACING_WINDOW_SECONDS,
     DEFAULT_REQUESTS_PER_MINUTE,
-    JOB_TIME_FIELDS,
+    IDS_SETTING,
     PAGE_SIZE_PARAM,
-    UPDATED_AFTER_PARAM,
-)
-from scrapesync.sources.opencx.transform import (
-    HistoryWalk,
-    datasource_row,
-    deleted_marker,
-    job_row,
-    updated_since,
 )
 
+__all__ = ["opencx_source", "post_load"]
+
 DELETE_INSERT: Any = {"disposition": "merge", "strategy": "delete-insert"}
-IDS_SETTING = "`sources.opencx.datasource_ids` (env SOURCES__OPENCX__DATASOURCE_IDS)"
 
 
 @dlt.source(name="opencx")
@@ -119,232 +105,3 @@ def _validated_ids(datasource_ids: Sequence[str] | str | None) -> list[str]:
     if len(set(ids)) != len(ids):
         raise ValueError(f"opencx: {IDS_SETTING} repeats a datasource: {ids}")
     return ids
-
-
-def datasources(
-    client: ProviderRESTClient, datasource_ids: list[str], list_params: dict[str, Any]
-) -> Iterator[list[dict[str, Any]]]:
-    """Website datasources -> table `datasources`.
-
-    * Primary key: `id`.
-    * Write disposition: merge (delete-insert): each sync rewrites the datasources it read.
-    * Incremental: none, every sync reads every datasource (`GET /crawl`, then `GET /crawl/{id}`
-      for `page_stats` and `active_crawl_job` when the list lacks them): they are few and their
-      page statistics change without a documented change marker.
-    * Updates: config, `status`, `last_crawl_*` and `page_stats__*` are replaced by the latest.
-    * Deletes: ids seen before are kept in the resource state; one missing from a complete list
-      is confirmed with `GET /crawl/{id}` (404) before its last row is written again with
-      `is_deleted = true` and `deleted_at`; an interrupted list read marks nothing.
-    * Late-arriving data: none to miss; a datasource absent from one list but found by its
-      direct read is kept live.
-    """
-    state = dlt.current.resource_state("datasources")
-    known: dict[str, dict[str, Any]] = state.setdefault("known", {})
-    deleted: list[str] = state.setdefault("deleted", [])
-    if datasource_ids:
-        rows, gone = _read_configured(client, datasource_ids, known, deleted)
-        yield from _remember(known, rows)
-    else:
-        gone = []
-        listed: set[str] = set()
-        # a copy: dlt's paginator writes the cursor into the params it is given
-        pages = client.paginate(endpoint_path("list_datasources"), params=dict(list_params))
-        for page in log_pages(PROVIDER, "datasources", pages):
-            rows, vanished = _details(client, page)
-            listed.update(item["id"] for item in page)
-            gone += vanished
-            yield from _remember(known, rows)
-        unlisted = [ds_id for ds_id in known if ds_id not in listed and ds_id not in gone]
-        rows, vanished = _details(client, [{"id": ds_id} for ds_id in unlisted])
-        gone += vanished
-        yield from _remember(known, rows)
-    yield from _mark_deleted(known, deleted, gone)
-
-
-def _remember(
-    known: dict[str, dict[str, Any]], rows: list[dict[str, Any]]
-) -> Iterator[list[dict[str, Any]]]:
-    for row in rows:
-        known[row["id"]] = row
-    if rows:
-        yield rows
-
-
-def _mark_deleted(
-    known: dict[str, dict[str, Any]], deleted: list[str], gone: list[str]
-) -> Iterator[list[Any]]:
-    now = pendulum.now("UTC")
-    markers = [deleted_marker(known.pop(ds_id), now) for ds_id in gone if ds_id in known]
-    deleted.extend(marker["id"] for marker in markers)
-    if markers:
-        logger.info(f"opencx: {len(markers)} datasource(s) deleted on open.cx: {gone}")
-        metrics = dlt.current.resource_metrics()
-        metrics["deleted:datasources"] = metrics.get("deleted:datasources", 0) + len(markers)
-        yield markers
-
-
-def _details(
-    client: ProviderRESTClient, items: list[dict[str, Any]]
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Rows of listed datasources (detail read when stats are missing) and the ids now gone."""
-    rows, gone = [], []
-    for item in items:
-        if "page_stats" in item:
-            rows.append(datasource_row(item))
-            continue
-        try:
-            rows.append(datasource_row(get_datasource(client, item["id"])))
-        except ProviderAPIError as exc:
-            if exc.status != 404:
-                raise
-            gone.append(item["id"])  # deleted since it was listed, or since the last sync
-    return rows, gone
-
-
-def _read_configured(
-    client: ProviderRESTClient,
-    datasource_ids: list[str],
-    known: dict[str, Any],
-    deleted: list[str],
-) -> tuple[list[dict[str, Any]], list[str]]:
-    rows, gone = [], []
-    for ds_id in datasource_ids:
-        try:
-            rows.append(datasource_row(get_datasource(client, ds_id)))
-        except ProviderAPIError as exc:
-            if exc.status == 404 and ds_id in deleted:
-                logger.warning(
-                    f"opencx: datasource {ds_id} was deleted; remove it from {IDS_SETTING}"
-                )
-            elif exc.status == 404 and ds_id in known:
-                gone.append(ds_id)
-            else:
-                raise  # an id never seen: a configuration error (the hint names the setting)
-    return rows, gone
-
-
-def crawl_jobs(
-    items: list[dict[str, Any]] | dict[str, Any],
-    client: ProviderRESTClient,
-    start: pendulum.DateTime | None,
-    lookback: int,
-    list_params: dict[str, Any],
-) -> Iterator[list[dict[str, Any]]]:
-    """Crawl jobs of every synced datasource -> table `crawl_jobs`.
-
-    * Primary key: `id`.
-    * Write disposition: merge (delete-insert); within one sync the latest read of a job wins
-      (`updated_at` is the dedup sort).
-    * Incremental: `updated_at`, one watermark per datasource in the resource state. The
-      history (`GET /crawl/{id}/crawls`, newest first) is read with `updated_after` =
-      watermark - `lookback` and stops at the first page older than that (when the pages prove
-      newest-first order); jobs not terminal at the last sync, and the datasource's
-      `active_crawl_job`, are re-read with `GET /crawl/{id}/crawls/{jobId}` until they are
-      `completed`, `failed` or `cancelled`, so their counters end final.
-    * Updates: a job read again replaces its row (counters grow while `scraping`).
-    * Deletes: jobs of a datasource deleted on open.cx get `is_deleted = true` after the load
-      (`post_load`); a job that vanished alone (404 on re-read) stops being re-read.
-    * Late-arriving data: jobs committed up to `lookback` seconds behind the watermark are read
-      by the next sync; re-read rows merge, never duplicate.
-    """
-    state = dlt.current.resource_state("crawl_jobs").setdefault("datasources", {})
-    for datasource in items if isinstance(items, list) else [items]:
-        if datasource["is_deleted"]:
-            state.pop(datasource["id"], None)
-            continue
-        entry = state.setdefault(datasource["id"], {})
-        yield from _datasource_jobs(client, datasource, entry, start, lookback, list_params)
-
-
-def _datasource_jobs(
-    client: ProviderRESTClient,
-    datasource: dict[str, Any],
-    entry: dict[str, Any],
-    start: pendulum.DateTime | None,
-    lookback: int,
-    list_params: dict[str, Any],
-) -> Iterator[list[dict[str, Any]]]:
-    ds_id = datasource["id"]
-    watermark = parse_datetime(entry.get("watermark")) or start
-    cutoff = watermark.subtract(seconds=lookback) if watermark else None
-    seen: dict[str, dict[str, Any]] = {}
-    try:
-        for rows in _history(client, ds_id, cutoff, list_params):
-            seen.update((row["id"], row) for row in rows)
-            yield rows
-    except ProviderAPIError as exc:
-        if exc.status != 404:
-            raise
-        logger.warning(f"opencx: datasource {ds_id} vanished while syncing; next sync marks it")
-        return
-    recheck = [*entry.get("open", []), datasource.get("active_crawl_job__id")]
-    reread = _reread(client, ds_id, [job for job in dict.fromkeys(recheck) if job], seen)
-    seen.update((row["id"], row) for row in reread)
-    if reread:
-        yield reread
-    entry["open"] = [job_id for job_id, row in seen.items() if not row["is_terminal"]]
-    newest = max((row["updated_at"] for row in seen.values() if row["updated_at"]), default=None)
-    newest_at = parse_datetime(newest)
-    if newest_at and (watermark is None or newest_at > watermark):
-        entry["watermark"] = iso_z(newest_at)
-
-
-def _history(
-    client: ProviderRESTClient,
-    ds_id: str,
-    cutoff: pendulum.DateTime | None,
-    list_params: dict[str, Any],
-) -> Iterator[list[dict[str, Any]]]:
-    params = {**list_params, **({UPDATED_AFTER_PARAM: iso_z(cutoff)} if cutoff else {})}
-    walk = HistoryWalk(cutoff)
-    path = endpoint_path("list_crawl_jobs", datasource_id=ds_id)
-    for page in log_pages(PROVIDER, f"crawl jobs of {ds_id}", client.paginate(path, params=params)):
-        # `updated_at` sets the watermark, `created_at` the early stop
-        for job in page:
-            check_times(PROVIDER, path, job, JOB_TIME_FIELDS, "job")
-        rows = [job_row(job) for job in page if updated_since(job, cutoff)]
-        if rows:
-            yield rows
-        if walk.exhausted_after(page):
-            break
-
-
-def _reread(
-    client: ProviderRESTClient, ds_id: str, job_ids: list[str], seen: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """Jobs that were running at the last sync (or are active now) and the history skipped."""
-    rows = []
-    for job_id in job_ids:
-        if job_id in seen:
-            continue
-        try:
-            job = get_crawl_job(client, ds_id, job_id)
-            path = endpoint_path("get_crawl_job", datasource_id=ds_id, job_id=job_id)
-            check_times(PROVIDER, path, job, JOB_TIME_FIELDS, "job")
-            rows.append(job_row(job))
-        except ProviderAPIError as exc:
-            if exc.status != 404:
-                raise
-            logger.warning(f"opencx: crawl job {job_id} of {ds_id} vanished; not re-read again")
-    return rows
-
-
-MARK_JOBS_DELETED_SQL = """
-UPDATE {jobs} SET is_deleted = true
-WHERE NOT is_deleted AND datasource_id IN (SELECT id FROM {sources} WHERE is_deleted)
-"""
-
-
-def post_load(pipeline: dlt.Pipeline) -> int:
-    """Flag the crawl jobs of datasources deleted on open.cx (idempotent, whole table)."""
-    schema = pipeline.default_schema
-    if "crawl_jobs" not in schema.tables or "datasources" not in schema.tables:
-        return 0
-    with pipeline.sql_client() as client:
-        client.execute_sql(
-            MARK_JOBS_DELETED_SQL.format(
-                jobs=client.make_qualified_table_name("crawl_jobs"),
-                sources=client.make_qualified_table_name("datasources"),
-            )
-        )
-    return 0

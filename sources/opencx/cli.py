@@ -1,13 +1,14 @@
 """`scrapesync opencx crawl|cancel|pause|resume`: crawl control for open.cx datasources.
 
-crawl DATASOURCE_ID [--wait]   -> `POST /crawl/{id}/crawls` [I]; `--wait` follows the job
-                                  (`GET /crawl/{id}/crawls/{jobId}`) with a progress bar
-cancel DATASOURCE_ID JOB_ID    -> `POST /crawl/{id}/crawls/{jobId}/cancel` [I]
-pause|resume DATASOURCE_ID     -> `PATCH /crawl/{id}` with `status` paused|active [C]
+crawl DATASOURCE_ID [--wait]   -> `POST /crawl/{id}/crawls` (inferred); `--wait` follows the
+                                  job (`GET /crawl/{id}/crawls/{jobId}`) with a progress bar
+cancel DATASOURCE_ID JOB_ID    -> `POST /crawl/{id}/crawls/{jobId}/cancel` (inferred)
+pause|resume DATASOURCE_ID     -> `PATCH /crawl/{id}` with `status` paused|active (documented)
 
-They need a key with the `crawl:write` scope. The key, base URL and pace come from the
-source's config (`sources.opencx.api_key`, `.base_url`, `.requests_per_minute`, or env vars),
-so actions share the sync's 100 requests/minute budget the same way.
+Paths come from `settings.ENDPOINTS` (docs/opencx.md#endpoints). They need a key with the
+`crawl:write` scope. The key, base URL and pace come from the source's config
+(`sources.opencx.api_key`, `.base_url`, `.requests_per_minute`, or env vars), so actions share
+the sync's 100 requests/minute budget the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ import dlt
 
 from scrapesync.sources.common.client import ProviderRESTClient
 from scrapesync.sources.common.errors import ProviderAPIError
-from scrapesync.sources.opencx import api
+from scrapesync.sources.opencx.client import (
+    SPEC,
+    cancel_crawl,
+    get_crawl_job,
+    make_client,
+    set_datasource_status,
+    start_crawl,
+)
 from scrapesync.sources.opencx.settings import (
     BASE_URL,
     DEFAULT_PACING_WINDOW_SECONDS,
@@ -41,8 +49,8 @@ def _setting(key: str) -> Any:
 def _client() -> ProviderRESTClient:
     api_key = _setting("api_key")
     if not api_key:
-        raise ValueError(f"opencx has no API key: {api.SPEC.auth_hint()}")
-    return api.make_client(
+        raise ValueError(f"opencx has no API key: {SPEC.auth_hint()}")
+    return make_client(
         str(api_key),
         str(_setting("base_url") or BASE_URL),
         float(_setting("requests_per_minute") or DEFAULT_REQUESTS_PER_MINUTE),
@@ -93,7 +101,7 @@ def follow(
         if timeout is not None and time.monotonic() - started >= timeout:
             break
         sleep(interval)
-        job = api.get_crawl_job(client, datasource_id, job["id"])
+        job = get_crawl_job(client, datasource_id, job["id"])
     if tty:
         out.write("\n")
     return job
@@ -101,7 +109,7 @@ def follow(
 
 def cmd_crawl(args: argparse.Namespace) -> int:
     client = _client()
-    job = api.start_crawl(client, args.datasource_id)
+    job = start_crawl(client, args.datasource_id)
     sys.stdout.write(f"opencx: crawl {job['id']} started for datasource {args.datasource_id}\n")
     if not args.wait:
         return 0
@@ -116,14 +124,14 @@ def cmd_crawl(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    job = api.cancel_crawl(_client(), args.datasource_id, args.job_id)
+    job = cancel_crawl(_client(), args.datasource_id, args.job_id)
     sys.stdout.write(summary_line(job) + "\n")
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     status = "paused" if args.action == "pause" else "active"
-    datasource = api.set_datasource_status(_client(), args.datasource_id, status)
+    datasource = set_datasource_status(_client(), args.datasource_id, status)
     sys.stdout.write(f"opencx: datasource {datasource['id']} is {datasource['status']}\n")
     return 0
 

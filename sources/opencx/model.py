@@ -1,10 +1,10 @@
-"""opencx's place in the unified model: `scrape_runs` mapping, completeness checks,
+"""open.cx's place in the unified model: `scrape_runs` mapping, completeness checks,
 freshness columns and retention (read by the shared layers through `PROVIDER`)."""
 
 from __future__ import annotations
 
 from scrapesync.sources.common.provider import RunMapping, TotalCheck
-from scrapesync.sources.opencx import settings
+from scrapesync.sources.opencx.settings import BASE_URL
 
 RUNS: tuple[RunMapping, ...] = (
     RunMapping(
@@ -24,7 +24,7 @@ RUNS: tuple[RunMapping, ...] = (
         items_ok="completed_pages",
         items_failed=None,
         deleted="is_deleted",
-        source_ref=settings.BASE_URL + "/crawl/{datasource_id}/crawls/{id}",
+        source_ref=BASE_URL + "/crawl/{datasource_id}/crawls/{id}",
     ),
 )
 

@@ -1,69 +1,156 @@
-"""open.cx Crawl API constants (docs: shared/api-docs/004_f0d8f16166a2fb4d.txt, api-notes.md §5).
+"""open.cx Crawl API constants: base URL, the endpoint table, list parameters, limits, states.
 
-Evidence tags follow api-notes.md: [C] documented by open.cx, [I] inferred (the page that would
-document it was not found). Every inferred path lives in `ENDPOINTS` and nowhere else, so a
-correction is one line here.
+The API as scrapesync uses it, with what is documented and what is inferred, is described in
+docs/opencx.md. Every inferred path lives in `ENDPOINTS` and nowhere else, so a correction is one
+line here.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final, NamedTuple
-
-
-class Endpoint(NamedTuple):
-    method: str
-    path: str
-    evidence: str
-
+from dataclasses import dataclass
+from typing import Any, Final, Literal
 
 BASE_URL: Final = "https://api.open.cx"
+# how errors name the setting that restricts a sync to some datasources
+IDS_SETTING: Final = "`sources.opencx.datasource_ids` (env SOURCES__OPENCX__DATASOURCE_IDS)"
+DOCS: Final = "https://docs.open.cx/api-reference/crawl"
 
-# THE endpoint table. open.cx's index page lists List Datasources, Start Crawl, Cancel Crawl and
-# List Crawl Jobs, but their own pages were not found (api-notes §5.2): their paths are the ones
-# api-notes infers from REST symmetry with the documented `POST /crawl`, `GET /crawl/{id}` and
-# `GET /crawl/{id}/crawls/{jobId}`.
-ENDPOINTS: Final[dict[str, Endpoint]] = {
-    "list_datasources": Endpoint("GET", "/crawl", "[I] api-notes §5.2"),
-    "get_datasource": Endpoint("GET", "/crawl/{datasource_id}", "[C] get-datasource"),
-    "update_datasource": Endpoint("PATCH", "/crawl/{datasource_id}", "[C] update-datasource"),
-    "list_crawl_jobs": Endpoint("GET", "/crawl/{datasource_id}/crawls", "[I] api-notes §5.2"),
-    "start_crawl": Endpoint("POST", "/crawl/{datasource_id}/crawls", "[I] api-notes §5.2"),
-    "get_crawl_job": Endpoint(
-        "GET", "/crawl/{datasource_id}/crawls/{job_id}", "[C] get-crawl-job (seed doc)"
-    ),
-    # [I] the cancel path is unknown; api-notes suggests this or DELETE on the job
-    "cancel_crawl": Endpoint(
-        "POST", "/crawl/{datasource_id}/crawls/{job_id}/cancel", "[I] api-notes §5.2"
-    ),
-}
+Pagination = Literal["cursor", "none"]
 
-# `{items, next}` lists, cursor sent back as `?cursor=` [C OC-contacts convention].
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One row of the endpoint table.
+
+    Attributes:
+        name: how the code refers to it (`client.call(client, name)`).
+        method: HTTP method.
+        path: path below `base_url`, ids as `{datasource_id}` / `{job_id}`.
+        pagination: `cursor` (`{items, next}` lists, docs/opencx.md#pagination) or `none`.
+        feeds: the table or CLI action it serves.
+        documented: True when open.cx documents the path; False when it is inferred
+            (docs/opencx.md#what-scrapesync-infers).
+        reference: the public page that documents it, or why the path was inferred.
+    """
+
+    name: str
+    method: str
+    path: str
+    pagination: Pagination
+    feeds: str
+    documented: bool
+    reference: str
+
+
+# THE endpoint table. open.cx's Crawl index page lists List Datasources, Start Crawl, Cancel
+# Crawl and List Crawl Jobs, but their own pages could not be found: their paths follow REST
+# symmetry with the documented `POST /crawl`, `GET /crawl/{id}` and
+# `GET /crawl/{id}/crawls/{jobId}` (docs/opencx.md#endpoints).
+ENDPOINTS: Final[tuple[Endpoint, ...]] = (
+    Endpoint(
+        name="list_datasources",
+        method="GET",
+        path="/crawl",
+        pagination="cursor",
+        feeds="datasources",
+        documented=False,
+        reference="REST symmetry with the documented POST /crawl",
+    ),
+    Endpoint(
+        name="get_datasource",
+        method="GET",
+        path="/crawl/{datasource_id}",
+        pagination="none",
+        feeds="datasources (page_stats, active_crawl_job); crawl (the running job on a 409)",
+        documented=True,
+        reference=f"{DOCS}/get-datasource",
+    ),
+    Endpoint(
+        name="update_datasource",
+        method="PATCH",
+        path="/crawl/{datasource_id}",
+        pagination="none",
+        feeds="pause, resume",
+        documented=True,
+        reference=f"{DOCS}/update-datasource",
+    ),
+    Endpoint(
+        name="list_crawl_jobs",
+        method="GET",
+        path="/crawl/{datasource_id}/crawls",
+        pagination="cursor",
+        feeds="crawl_jobs",
+        documented=False,
+        reference="REST symmetry with the documented GET /crawl/{id}/crawls/{jobId}",
+    ),
+    Endpoint(
+        name="start_crawl",
+        method="POST",
+        path="/crawl/{datasource_id}/crawls",
+        pagination="none",
+        feeds="crawl",
+        documented=False,
+        reference="REST symmetry: POST on the crawl-job collection",
+    ),
+    Endpoint(
+        name="get_crawl_job",
+        method="GET",
+        path="/crawl/{datasource_id}/crawls/{job_id}",
+        pagination="none",
+        feeds="crawl_jobs (re-reads of running jobs); crawl --wait",
+        documented=True,
+        reference=f"{DOCS}/get-crawl-job",
+    ),
+    # the cancel path is unknown: `DELETE` on the job is the other candidate
+    Endpoint(
+        name="cancel_crawl",
+        method="POST",
+        path="/crawl/{datasource_id}/crawls/{job_id}/cancel",
+        pagination="none",
+        feeds="cancel",
+        documented=False,
+        reference="a guess; DELETE /crawl/{id}/crawls/{jobId} is the other candidate",
+    ),
+)
+
+
+def endpoint(name: str) -> Endpoint:
+    """The row of `ENDPOINTS` called `name` (KeyError for a name not in the table)."""
+    for row in ENDPOINTS:
+        if row.name == name:
+            return row
+    raise KeyError(f"opencx: no endpoint {name!r} in settings.ENDPOINTS")
+
+
+# `{items, next}` lists, cursor sent back as `?cursor=`: open.cx's API-wide list convention
+# (docs/opencx.md#pagination).
 ITEMS_SELECTOR: Final = "items"
 NEXT_CURSOR_PATH: Final = "next"
 CURSOR_PARAM: Final = "cursor"
-# [I] Neither a page-size parameter nor its range is documented for the crawl lists, so none is
-# sent unless `page_size` is set (Fastify drops unknown query parameters, an out-of-range value
-# would be a 400).
+# Inferred: neither a page-size parameter nor its range is documented for the crawl lists, so
+# none is sent unless `page_size` is set (Fastify drops unknown query parameters, an out-of-range
+# value would be a 400; docs/opencx.md#what-scrapesync-infers).
 PAGE_SIZE_PARAM: Final = "limit"
-# [I] the contacts list filters with `updated_after`; the crawl-job list probably does too.
-# Harmless if ignored (Fastify strips unknown query parameters): the source also filters and
-# stops paging client-side.
+# Inferred: the contacts list filters with `updated_after`; the crawl-job list probably does
+# too. Harmless if ignored (Fastify strips unknown query parameters): the source also filters
+# and stops paging client-side (docs/opencx.md#what-scrapesync-infers).
 UPDATED_AFTER_PARAM: Final = "updated_after"
 
-# 100 requests per minute for standard endpoints [C OC-contacts].
+# 100 requests per minute for standard endpoints (docs/opencx.md#limits).
 DEFAULT_REQUESTS_PER_MINUTE: Final = 100
 DEFAULT_PACING_WINDOW_SECONDS: Final = 60.0
 # Re-read window before each datasource's watermark: jobs whose `updated_at` is a little older
 # than the newest one already loaded but committed late. Not documented; merge makes it free.
 DEFAULT_LOOKBACK_SECONDS: Final = 600
 
-# Crawl job states [C OC-index]: pending -> scraping -> completed | failed | cancelled.
+# Crawl job states (docs/opencx.md#states): pending -> scraping -> completed | failed | cancelled.
 JOB_STATUSES: Final = ("pending", "scraping", "completed", "failed", "cancelled")
 TERMINAL_STATUSES: Final = frozenset({"completed", "failed", "cancelled"})
-# Datasource status values settable with PATCH [C OC-update].
+# Datasource status values settable with PATCH (docs/opencx.md#states).
 DATASOURCE_STATUSES: Final = ("active", "paused")
 
-# Path-parameter UUID pattern, copied from the API reference [C seed]: versions 1-8, nil, max.
+# Path-parameter UUID pattern, copied from the API reference: versions 1-8, nil, max
+# (docs/opencx.md#errors: a malformed id is a 400).
 UUID_PATTERN: Final = (
     r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-"
     r"[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$"
@@ -117,7 +204,8 @@ JOB_COUNTERS: Final = JOB_FIELDS[5:11]
 
 
 def _col(data_type: str, **extra: Any) -> dict[str, Any]:
-    # a fresh dict per column: dlt completes column hints in place
+    # a fresh dict per column: dlt completes column hints in place (docs/dlt-behaviours.md,
+    # Column hints)
     return {"data_type": data_type, **extra}
 
 
@@ -157,7 +245,8 @@ CRAWL_JOB_COLUMNS: Final[dict[str, Any]] = {
     **{name: _col("bigint") for name in JOB_COUNTERS},
     "error_message": _col("text"),
     "created_at": _col("timestamp", timezone=True),
-    # within one sync the latest read of a job wins
+    # within one sync the latest read of a job wins (docs/dlt-behaviours.md, Merge strategies:
+    # delete-insert with dedup_sort)
     "updated_at": _col("timestamp", timezone=True, dedup_sort="desc"),
     "duration_s": {"data_type": "double"},
     "is_terminal": {"data_type": "bool"},

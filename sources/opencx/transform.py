@@ -73,10 +73,10 @@ def updated_since(job: Mapping[str, Any], cutoff: pendulum.DateTime | None) -> b
 class HistoryWalk:
     """Decides when the newest-first job history has gone past `cutoff`.
 
-    The list order is not documented ([I] newest first, api-notes §5.2): the early stop only
-    fires once the pages prove that order (a creation time has decreased, none has increased,
-    across pages too). One page holding one job proves nothing. Once a page breaks the order,
-    the whole history is read: slower, but no job is ever missed.
+    The list order is not documented (inferred newest first, docs/opencx.md#pagination): the
+    early stop only fires once the pages prove that order (a creation time has decreased, none
+    has increased, across pages too). One page holding one job proves nothing. Once a page
+    breaks the order, the whole history is read: slower, but no job is ever missed.
     """
 
     cutoff: pendulum.DateTime | None

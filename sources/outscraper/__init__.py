@@ -1,10 +1,12 @@
 """Outscraper: your tasks, their result files and your async API request results.
 
-API: `GET/PUT/DELETE /tasks/{taskId}` (shared/api-docs/002_bd7da514d360c8bd.txt) and the
-other public pages summed up in api-notes.md §3: `GET /tasks` (keyset pages, `lastId` +
-`pageSize` -> `{tasks, has_more}`), `GET /requests/{id}` (results kept 4 hours, then the
-status reads `Pending` again), `GET /requests?type=finished`, errors that arrive with HTTP 200
-(`{"error": true, "errorMessage": ...}`), webhooks signed with `X-Hub-Signature-256`.
+The API as scrapesync uses it (endpoints, auth, pagination, states, errors, limits, and what is
+inferred) is described in docs/outscraper.md; the endpoint table is `settings.ENDPOINTS`.
+In short: `GET /tasks` pages by keyset (`lastId` + `pageSize` -> `{tasks, has_more}`),
+`GET /tasks/{id}` reads one task, `GET /requests/{id}` an async request's results (kept 4
+hours, then the status reads `Pending` again), `GET /requests?type=finished` lists finished
+requests; errors can arrive with HTTP 200 (`{"error": true, "errorMessage": ...}`); webhooks
+are signed with `X-Hub-Signature-256`.
 
 Tables (dataset `outscraper`):
 * `tasks`: one row per task, primary key `id`; `removed` flags tasks removed on Outscraper.
@@ -16,6 +18,8 @@ Tables (dataset `outscraper`):
 
 Webhook notifications stored by `scrapesync listen` (pipelines/listen.py) make the next sync
 read the notified tasks and requests first; without them everything is found by polling.
+Resource bodies live in resources.py, record transforms in transform.py, the HTTP client in
+client.py; this module only wires them into dlt.
 """
 
 from __future__ import annotations
@@ -29,23 +33,24 @@ from dlt.sources import DltResource
 from scrapesync.sources.common.stats import RequestStats
 from scrapesync.sources.common.timeutil import parse_datetime
 from scrapesync.sources.outscraper.client import SPEC, OutscraperClient
-from scrapesync.sources.outscraper.requests import request_results
-from scrapesync.sources.outscraper.results import ColumnTypes
+from scrapesync.sources.outscraper.columns import ColumnTypes
+from scrapesync.sources.outscraper.resources import request_results, task_results, tasks
 from scrapesync.sources.outscraper.settings import (
     BASE_URL,
     DEFAULT_MAX_PENDING_HOURS,
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
 )
-from scrapesync.sources.outscraper.tasks import removal_sql, task_results, tasks
 from scrapesync.sources.outscraper.webhooks import WebhookInbox
 
 DELETE_INSERT: Any = {"disposition": "merge", "strategy": "delete-insert"}
 # Result rows reach a load package once per task (or request) and are numbered uniquely, so the
 # staging dedup by primary key (a window over every row: a 50 MB file's merge runs out of the
-# runner's 128 MB DuckDB budget with it) is skipped: `deduplicated` tells dlt so. A load job
-# replayed after a crash would then double its rows (dlt-facts §10); the runner discards such an
-# interrupted package instead and reads its changes again (`finish_pending`).
+# runner's 128 MB DuckDB budget with it) is skipped: `deduplicated` tells dlt so
+# (docs/dlt-behaviours.md, the merge option `deduplicated` skips the staging dedup). A load job
+# replayed after a crash would then double its rows (docs/dlt-behaviours.md, a load job replayed
+# after SIGKILL duplicates rows); the runner discards such an interrupted package instead and
+# reads its changes again (`finish_pending`).
 DELETE_INSERT_DEDUPLICATED: Any = {**DELETE_INSERT, "deduplicated": True}
 TASK_COLUMNS: Any = {
     "metadata": {"data_type": "json"},
@@ -131,23 +136,3 @@ def outscraper_source(
         ColumnTypes("request_results"),
     )
     return [task_resource, results_resource, requests_resource]
-
-
-def post_load(pipeline: dlt.Pipeline) -> int:
-    """Flag removed tasks in `tasks` and acknowledge the webhook notifications used.
-
-    Both steps are idempotent, so a crash between the load and this call only delays them.
-    """
-    schema = pipeline.default_schema
-    if "tasks" in schema.tables and "removed_tasks" in schema.tables:
-        with pipeline.sql_client() as client:
-            client.execute_sql(
-                removal_sql(
-                    client.make_qualified_table_name("tasks"),
-                    client.make_qualified_table_name("removed_tasks"),
-                )
-            )
-    resources = pipeline.state.get("sources", {}).get("outscraper", {}).get("resources", {})
-    for name in ("tasks", "request_results"):
-        WebhookInbox.acknowledge_from(resources.get(name, {}))
-    return 0

@@ -2,6 +2,7 @@
 
 restart   -> `PUT /tasks/{taskId}`    ("Allows you to recreate tasks.")
 terminate -> `DELETE /tasks/{taskId}` ("Allows you to terminate created tasks.")
+(`settings.ENDPOINTS` rows `restart_task` and `terminate_task`; docs/outscraper.md#endpoints.)
 
 The key and base URL come from the source's config (`sources.outscraper.api_key`,
 `sources.outscraper.base_url`, or their env vars). Importing this module registers the
@@ -20,13 +21,24 @@ from dlt.common import logger
 
 from scrapesync.sources.common.errors import ProviderAPIError
 from scrapesync.sources.common.inbox import Notification, Rejected, WebhookRequest
-from scrapesync.sources.outscraper import webhooks
 from scrapesync.sources.outscraper.client import SPEC, OutscraperClient
-from scrapesync.sources.outscraper.settings import BASE_URL, TASK_PATH
+from scrapesync.sources.outscraper.settings import BASE_URL, Endpoint, endpoint
+from scrapesync.sources.outscraper.webhooks import SIGNATURE_HEADER, parse, verify
 
-ACTIONS = {
-    "restart": ("PUT", "restarted", "re-run the task under the same id (PUT /tasks/{id})"),
-    "terminate": ("DELETE", "terminated", "terminate and remove the task (DELETE /tasks/{id})"),
+_RESTART = endpoint("restart_task")
+_TERMINATE = endpoint("terminate_task")
+# action -> (endpoint, past tense, help)
+ACTIONS: dict[str, tuple[Endpoint, str, str]] = {
+    "restart": (
+        _RESTART,
+        "restarted",
+        f"re-run the task under the same id ({_RESTART.method} {_RESTART.path})",
+    ),
+    "terminate": (
+        _TERMINATE,
+        "terminated",
+        f"terminate and remove the task ({_TERMINATE.method} {_TERMINATE.path})",
+    ),
 }
 
 
@@ -38,8 +50,10 @@ def _setting(key: str) -> str | None:
 
 def run_action(action: str, task_id: str, api_key: str, base_url: str) -> str:
     """Run one task action; returns the line to print. Raises `ProviderAPIError`."""
-    method, done, _ = ACTIONS[action]
-    answer = OutscraperClient(api_key, base_url).call(method, TASK_PATH.format(task_id=task_id))
+    call, done, _ = ACTIONS[action]
+    answer = OutscraperClient(api_key, base_url).call(
+        call.method, call.path.format(task_id=task_id)
+    )
     return f"outscraper: task {task_id} {done} ({answer or 'no message'})"
 
 
@@ -82,10 +96,10 @@ def webhook_handler(
         key = api_key or _setting("api_key")
         if not key:
             raise Rejected(401, "no Outscraper API key configured to verify signatures")
-        if not webhooks.verify(request.body, request.header(webhooks.SIGNATURE_HEADER), key):
+        if not verify(request.body, request.header(SIGNATURE_HEADER), key):
             raise Rejected(401, "missing or invalid X-Hub-Signature-256")
         try:
-            fields = webhooks.parse(request.body)
+            fields = parse(request.body)
         except ValueError as exc:
             raise Rejected(400, f"not an Outscraper webhook: {exc}") from None
         logger.info(f"listen: outscraper {fields['kind']} {fields['object_id']} {fields['status']}")

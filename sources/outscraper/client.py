@@ -1,11 +1,12 @@
 """Outscraper HTTP layer: `sources.common` plus the checks Outscraper's API needs.
 
 * Errors can arrive with HTTP 2xx: a body carrying `error: true` or an `errorMessage` is a
-  failure (api-notes §3.1: the official SDKs check the body, not the status). Every call made
-  here adds a response hook after common's own, so such a body becomes a `ProviderAPIError`
-  with Outscraper's message before any data is read from it.
+  failure (docs/outscraper.md#errors: the official SDKs check the body, not the status). Every
+  call made here adds a response hook after common's own, so such a body becomes a
+  `ProviderAPIError` with Outscraper's message before any data is read from it.
 * `GET /tasks` pages by keyset (`lastId` = last task id of the previous page, `has_more`):
-  `KeysetPaginator`. `GET /requests` pages by `skip`/`pageSize`.
+  `KeysetPaginator`. `GET /requests` pages by `skip`/`pageSize`: `SkipPaginator`
+  (docs/outscraper.md#pagination).
 * Result files are downloaded streaming through the same retrying session; the API key is
   only sent to the API's own host (a `file_url` on a storage host is pre-signed [I]).
 """
@@ -30,7 +31,8 @@ PROVIDER = "outscraper"
 
 
 def outscraper_error(body: Any) -> str | None:
-    """Outscraper's `{"error": true, "errorMessage": "..."}` envelope (api-notes §3.1)."""
+    """Outscraper's `{"error": true, "errorMessage": "..."}` envelope
+    (docs/outscraper.md#errors)."""
     if not isinstance(body, dict):
         return None
     message = body.get("errorMessage")
@@ -119,8 +121,8 @@ class OutscraperClient:
         self.rest: ProviderRESTClient = build_client(
             SPEC, base_url, APIKeyAuth(name="X-API-KEY", api_key=api_key), stats=stats
         )
-        # common's hook first (stats, status errors, decode-once), then the body check
-        self.hooks: Any = {"response": [self.rest._on_response, self._check_body]}
+        # the shared client puts its own hook (stats, status errors, decode-once) first
+        self.hooks: Any = {"response": [self._check_body]}
 
     @property
     def base_url(self) -> str:
@@ -175,13 +177,9 @@ class OutscraperClient:
     def open_stream(self, url: str) -> Response:
         """GET a result file with `stream=True`: nothing is buffered; close it when done."""
         same_host = urlsplit(url).netloc == urlsplit(self.base_url).netloc
-        request = self.rest._create_request(
-            url,
-            "GET",
-            auth=None if same_host else _NoAuth(),
-            hooks={"response": [self.rest._on_response]},
-        )
-        return self.rest._send_request(request, stream=True)
+        # the client's own response hook only (stats, status errors): the body is not read here
+        auth = None if same_host else _NoAuth()
+        return self.rest.request(url, method="GET", auth=auth, stream=True)
 
 
 class _NoAuth:

@@ -1,10 +1,18 @@
-"""outscraper's place in the unified model: `scrape_runs` mapping, completeness checks,
+"""Outscraper's place in the unified model: `scrape_runs` mapping, completeness checks,
 freshness columns and retention (read by the shared layers through `PROVIDER`)."""
 
 from __future__ import annotations
 
 from scrapesync.sources.common.provider import RunMapping, TotalCheck
-from scrapesync.sources.outscraper import settings
+from scrapesync.sources.outscraper.settings import (
+    BASE_URL,
+    REQUEST_EXPIRED,
+    REQUEST_FAILURE,
+    REQUEST_PENDING,
+    REQUEST_SUCCESS,
+    RESULT_RETENTION_HOURS,
+    TERMINAL_TASK_STATUSES,
+)
 
 RUNS: tuple[RunMapping, ...] = (
     RunMapping(
@@ -12,7 +20,7 @@ RUNS: tuple[RunMapping, ...] = (
         key="id",
         parent_id=None,
         state="status",
-        # only SUCCESS is documented; the rest are the Celery states of its queue (settings.py)
+        # only SUCCESS is documented; the rest are the Celery states of its queue (py)
         states={
             "PENDING": "pending",
             "RECEIVED": "pending",
@@ -30,8 +38,8 @@ RUNS: tuple[RunMapping, ...] = (
         items_ok="quantity",
         items_failed=None,
         deleted="removed",
-        source_ref=settings.BASE_URL + "/tasks/{id}",
-        finished_states=settings.TERMINAL_TASK_STATUSES,
+        source_ref=BASE_URL + "/tasks/{id}",
+        finished_states=TERMINAL_TASK_STATUSES,
     ),
     RunMapping(
         table="requests",
@@ -39,10 +47,10 @@ RUNS: tuple[RunMapping, ...] = (
         parent_id=None,
         state="status",
         states={
-            settings.REQUEST_PENDING: "pending",
-            settings.REQUEST_SUCCESS: "succeeded",
-            settings.REQUEST_FAILURE: "failed",
-            settings.REQUEST_EXPIRED: "expired",
+            REQUEST_PENDING: "pending",
+            REQUEST_SUCCESS: "succeeded",
+            REQUEST_FAILURE: "failed",
+            REQUEST_EXPIRED: "expired",
         },
         # the API gives a request no timestamps: these are when scrapesync first saw it and
         # when it collected the results
@@ -51,7 +59,7 @@ RUNS: tuple[RunMapping, ...] = (
         items_ok="rows",
         items_failed=None,
         deleted=None,
-        source_ref=settings.BASE_URL + "/requests/{id}",
+        source_ref=BASE_URL + "/requests/{id}",
     ),
 )
 
@@ -81,4 +89,4 @@ CHECKS: tuple[TotalCheck, ...] = (
 FRESHNESS: dict[str, str] = {"tasks": "updated", "requests": "first_seen_at"}
 
 # table -> how long the provider keeps the results of a finished async job (hours)
-RETENTION_HOURS: dict[str, float] = {"requests": settings.RESULT_RETENTION_HOURS}
+RETENTION_HOURS: dict[str, float] = {"requests": RESULT_RETENTION_HOURS}

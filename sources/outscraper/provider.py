@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from scrapesync.sources.common.provider import Provider
-from scrapesync.sources.outscraper import cli, model, outscraper_source, post_load
+from scrapesync.sources.outscraper import cli, model, outscraper_source
+from scrapesync.sources.outscraper.resources import post_load
 
 PROVIDER = Provider(
     name="outscraper",

@@ -1,26 +1,144 @@
-"""Outscraper API constants (docs: shared/api-docs/002_bd7da514d360c8bd.txt, api-notes.md §3)."""
+"""Outscraper API constants and the endpoint table (the API as scrapesync uses it:
+docs/outscraper.md).
 
-from typing import Final
+`ENDPOINTS` is the one place an endpoint's method and path are written; the code reads them
+from it. `evidence` says where each row comes from: `documented` (Outscraper's API reference),
+`sdk` (Outscraper's official SDK, whose docstring cites the reference page) or `inferred`
+(the reason is in docs/outscraper.md#what-scrapesync-infers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
 
 BASE_URL: Final = "https://api.outscraper.cloud"
-TASKS_PATH: Final = "/tasks"
-TASK_PATH: Final = "/tasks/{task_id}"
-REQUESTS_PATH: Final = "/requests"
-REQUEST_PATH: Final = "/requests/{request_id}"
+
+TASK_DOCS: Final = "https://docs.outscraper.com/endpoints/tasks-taskid"
+REQUEST_DOCS: Final = "https://docs.outscraper.com/endpoints/requests-requestid"
+TASKS_LIST_DOCS: Final = (
+    "https://app.outscraper.com/api-docs#tag/Outscraper-Platform-UI/paths/~1tasks/get"
+)
+REQUESTS_LIST_DOCS: Final = "https://app.outscraper.com/api-docs#tag/Requests/paths/~1requests/get"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One API call scrapesync makes.
+
+    Attributes:
+        name: how the code names it (`endpoint(name)`).
+        method / path: the HTTP method and the path below `base_url` (`{...}` placeholders).
+        pagination: how its pages are read (`none` for a single object).
+        feeds: the tables or commands it feeds.
+        evidence: `documented`, `sdk` or `inferred` (see the module docstring).
+        reference: the public page that documents it, or the docs section that explains it.
+    """
+
+    name: str
+    method: str
+    path: str
+    pagination: str
+    feeds: str
+    evidence: Literal["documented", "sdk", "inferred"]
+    reference: str
+
+
+ENDPOINTS: Final[tuple[Endpoint, ...]] = (
+    Endpoint(
+        "list_tasks",
+        "GET",
+        "/tasks",
+        "keyset: `lastId` + `pageSize` -> `{tasks, has_more}`",
+        "tasks",
+        "sdk",
+        TASKS_LIST_DOCS,
+    ),
+    Endpoint(
+        "get_task",
+        "GET",
+        "/tasks/{task_id}",
+        "none",
+        "tasks (notified, summarised or vanished tasks), removed_tasks",
+        "documented",
+        TASK_DOCS,
+    ),
+    Endpoint(
+        "restart_task",
+        "PUT",
+        "/tasks/{task_id}",
+        "none",
+        "`outscraper restart`",
+        "documented",
+        TASK_DOCS,
+    ),
+    Endpoint(
+        "terminate_task",
+        "DELETE",
+        "/tasks/{task_id}",
+        "none",
+        "`outscraper terminate`",
+        "documented",
+        TASK_DOCS,
+    ),
+    Endpoint(
+        "list_requests",
+        "GET",
+        "/requests",
+        "offset: `skip` + `pageSize` -> JSON list; a short page is the last",
+        "request_results (finished requests found by listing)",
+        "sdk",
+        REQUESTS_LIST_DOCS,
+    ),
+    Endpoint(
+        "get_request",
+        "GET",
+        "/requests/{request_id}",
+        "none",
+        "request_results, requests",
+        "documented",
+        REQUEST_DOCS,
+    ),
+    Endpoint(
+        "result_file",
+        "GET",
+        "{file_url}",
+        "none: streamed, parsed in batches",
+        "task_results",
+        "inferred",
+        "docs/outscraper.md#result-files",
+    ),
+)
+
+
+def endpoint(name: str) -> Endpoint:
+    """The `ENDPOINTS` row called `name`."""
+    for row in ENDPOINTS:
+        if row.name == name:
+            return row
+    raise KeyError(f"outscraper: no endpoint {name!r} in settings.ENDPOINTS")
+
+
+TASKS_PATH: Final = endpoint("list_tasks").path
+TASK_PATH: Final = endpoint("get_task").path
+REQUESTS_PATH: Final = endpoint("list_requests").path
+REQUEST_PATH: Final = endpoint("get_request").path
 
 # `GET /tasks` pages with `lastId` + `pageSize` (the SDK's default is 10; no maximum is
 # documented, the sandbox enforces 1..100 [I]).
 DEFAULT_PAGE_SIZE: Final = 100
 MAX_PAGE_SIZE: Final = 100
-# `GET /requests?type=finished` pages with `skip` + `pageSize` ("up to 100", api-notes §3.3).
+# `GET /requests?type=finished` pages with `skip` + `pageSize` ("up to 100" in the SDK).
 REQUESTS_PAGE_SIZE: Final = 100
 
 # Only `SUCCESS` is documented; the queue behind tasks is Celery-like (`queue_task_id`), so the
-# other terminal states are its usual ones [I, api-notes §3.2]. Compared upper-case.
+# other terminal states are its usual ones [I, docs/outscraper.md#task-states]. Compared
+# upper-case.
 TASK_SUCCESS: Final = "SUCCESS"
 TERMINAL_TASK_STATUSES: Final = frozenset({"SUCCESS", "FAILURE", "FAILED", "REVOKED", "FINISHED"})
 
-# `/requests/{id}` statuses (api-notes §3.3); `Expired` is scrapesync's own verdict.
+# `/requests/{id}` statuses (docs/outscraper.md#request-states-and-retention); `Expired` is
+# scrapesync's own verdict.
 REQUEST_PENDING: Final = "Pending"
 REQUEST_SUCCESS: Final = "Success"
 REQUEST_FAILURE: Final = "Failure"
@@ -28,7 +146,8 @@ REQUEST_EXPIRED: Final = "Expired"
 # "Each response is available for 4 hours after a request has been completed."
 RESULT_RETENTION_HOURS: Final = 4
 # A request never seen finished is polled this long, then recorded as expired: a lost or
-# expired result reads `Pending` exactly like one still running (api-notes §3.3).
+# expired result reads `Pending` exactly like one still running
+# (docs/outscraper.md#request-states-and-retention).
 DEFAULT_MAX_PENDING_HOURS: Final = 24
 
 # How a removed task answers `GET /tasks/{id}` is not documented: a 404, or an error message

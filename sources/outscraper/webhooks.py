@@ -3,7 +3,7 @@
 Outscraper POSTs `{"id", "user_id", "status": "SUCCESS", "api_task", "results_location",
 "quota_usage"}` when a task or request finishes, signed with `X-Hub-Signature-256:
 sha256=<hex>`, the HMAC-SHA256 of the raw body keyed with the account's API key
-(api-notes §3.4). `api_task` tells API requests (true) from UI tasks (false) [I].
+(docs/outscraper.md#webhooks). `api_task` tells API requests (true) from UI tasks (false) [I].
 """
 
 from __future__ import annotations

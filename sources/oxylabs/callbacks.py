@@ -1,7 +1,7 @@
 """Oxylabs callback intake: verify, keep durably, let the next sync collect those jobs first.
 
-Oxylabs POSTs the job JSON to `callback_url` when a job finishes (api-notes §4.4). It signs
-nothing; the documented protection is an allow-list of the senders, `GET
+Oxylabs POSTs the job JSON to `callback_url` when a job finishes (docs/oxylabs.md#callbacks).
+It signs nothing; the documented protection is an allow-list of the senders, `GET
 /v1/info/callbacker_ips`. scrapesync adds a per-deployment secret token in the path
 (`callback_url = https://<host>/oxylabs/<token>`), so a forged POST needs both a sender address
 Oxylabs uses and the token.
@@ -12,10 +12,11 @@ is kept because it carries `query`/`url` and the `client_notes` batch tag: a cal
 whose submission answer was lost gives the journal that job's id back (submit.py). Polling
 stays the fallback: a lost callback only means the job is found by the next poll instead.
 
-Wiring: `pipelines/oxylabs_cli.py` registers a handler with the shared intake
-(`pipelines/listen.py`, `scrapesync listen`) that calls `CallbackHandler.accept`. It returns no
-notification for the shared store: the journal already holds the callback durably (with the
-body the shared store does not keep), and the oxylabs sync reads the journal.
+Wiring: `cli.ListenHandler` (this package's `PROVIDER.webhook`) is the handler the shared
+intake (`scrapesync listen`) calls for `POST /oxylabs/<token>`; it calls
+`CallbackHandler.accept`. It returns no notification for the shared store: the journal
+already holds the callback durably (with the body the shared store does not keep), and the
+oxylabs sync reads the journal.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dlt.common import logger
 from scrapesync.sources.common.client import ProviderRESTClient
 from scrapesync.sources.common.errors import ProviderAPIError
 from scrapesync.sources.oxylabs.journal import Journal
+from scrapesync.sources.oxylabs.resources import connect
 from scrapesync.sources.oxylabs.settings import CALLBACKER_IPS_PATH, CALLBACKER_IPS_TTL
 
 
@@ -109,7 +111,6 @@ class CallbackHandler:
     @classmethod
     def from_config(cls) -> CallbackHandler:
         """Build from dlt config: credentials, `callback_token`, `callbacker_ips` override."""
-        from scrapesync.sources.oxylabs import connect
 
         def setting(name: str) -> Any:
             value: Any = dlt.secrets.get(f"sources.oxylabs.{name}")

@@ -25,8 +25,8 @@ import orjson
 
 from scrapesync.sources.common.inbox import Rejected, WebhookRequest
 from scrapesync.sources.common.provider import Host
-from scrapesync.sources.oxylabs import Oxylabs, connect
 from scrapesync.sources.oxylabs.callbacks import CallbackHandler, CallbackRejected
+from scrapesync.sources.oxylabs.resources import Oxylabs, connect
 from scrapesync.sources.oxylabs.submit import SubmitReport, force_command
 
 JOB_FLAGS = (

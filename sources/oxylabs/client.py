@@ -1,4 +1,4 @@
-"""Oxylabs HTTP: error envelope, clients over dlt's retrying session, and the rate limiter.
+"""Oxylabs HTTP: error envelope and the clients over dlt's retrying session, both paced.
 
 Two clients, because a lost answer means different things:
 * reads (`GET` status, results, schedules, callbacker IPs) use `sources.common.build_client`:
@@ -11,8 +11,6 @@ Two clients, because a lost answer means different things:
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
 from dlt.common.configuration import resolve_configuration
@@ -25,11 +23,12 @@ from requests.exceptions import ConnectTimeout
 
 from scrapesync.sources.common.client import ProviderRESTClient, build_client, retry_after_seconds
 from scrapesync.sources.common.errors import RETRY_STATUS, ProviderSpec
+from scrapesync.sources.common.pacing import RateLimiter, install_pacing
 from scrapesync.sources.common.stats import RequestStats
 
 
 def _oxylabs_error(body: Any) -> str | None:
-    """Oxylabs errors are `{"message": "..."}` (api-notes §4.7; the SDK logs `data['message']`)."""
+    """Oxylabs errors are `{"message": "..."}` (docs/oxylabs.md#errors)."""
     if isinstance(body, dict):
         message = body.get("message") or body.get("detail")
         if isinstance(message, list):
@@ -58,65 +57,13 @@ SPEC = ProviderSpec(
 )
 
 
-class RateLimiter:
-    """Spaces requests to `rate` per second across threads; pauses on exhausted quotas.
-
-    Oxylabs sends `x-ratelimit-<limit>-limit` and `x-ratelimit-<limit>-remaining`, possibly
-    several limits at once (api-notes §4.8). A `remaining` of 0 pauses every worker for one
-    window (`window` seconds: the plans are per second; no reset header is documented).
-    """
-
-    def __init__(self, rate: float, window: float = 1.0) -> None:
-        if rate <= 0:
-            raise ValueError("oxylabs: `requests_per_second` must be > 0")
-        self.interval = 1.0 / rate
-        self.window = window
-        self._next = time.monotonic()
-        self._paused_until = 0.0
-        self._lock = threading.Lock()
-        self.pauses = 0
-
-    def acquire(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next, self._paused_until)
-            self._next = slot + self.interval
-        delay = slot - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-
-    def observe(self, response: Response, *_: Any, **__: Any) -> None:
-        """Response hook: read the quota headers of every answer."""
-        for name, value in response.headers.items():
-            lowered = name.lower()
-            quota = lowered.startswith("x-ratelimit-") and lowered.endswith("-remaining")
-            if quota and value.strip() in ("0", "0.0"):
-                with self._lock:
-                    self._paused_until = max(self._paused_until, time.monotonic() + self.window)
-                    self.pauses += 1
-                return
-
-
 def read_client(
     base_url: str, username: str, password: str, stats: RequestStats | None, limiter: RateLimiter
 ) -> ProviderRESTClient:
     """Client for GETs: retried on 429/5xx/resets by dlt's session, paced by `limiter`."""
     client = build_client(SPEC, base_url, HttpBasicAuth(username, password), stats=stats)
-    _add_pacing(client, limiter)
+    install_pacing(client, limiter)
     return client
-
-
-def _add_pacing(client: ProviderRESTClient, limiter: RateLimiter) -> None:
-    original = client._send_request
-
-    def send(request: Any, **kwargs: Any) -> Response:
-        limiter.acquire()
-        hooks = request.hooks.setdefault("response", [])
-        if limiter.observe not in hooks:
-            hooks.insert(0, limiter.observe)
-        return original(request, **kwargs)
-
-    client._send_request = send  # type: ignore[method-assign]
 
 
 def _never_sent(exception: BaseException | None) -> bool:
@@ -168,7 +115,7 @@ def submit_client(
         auth=HttpBasicAuth(username, password),
         session=session,
     )
-    _add_pacing(client, limiter)
+    install_pacing(client, limiter)
     return client
 
 

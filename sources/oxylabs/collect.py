@@ -2,9 +2,9 @@
 
 One request per job: `GET /v1/queries/{id}/results` answers 204 while the job is pending, 200
 with every page (and the job object) once it is done or faulted, and 404 once the results
-expired (api-notes §4.2). The body is parsed as a stream (ijson), page by page, so a large raw
-HTML page is held once; at most `concurrency` jobs are in flight, so memory stays bounded by
-`concurrency` x one job's pages whatever the number of jobs.
+expired (docs/oxylabs.md#results). The body is parsed as a stream (ijson), page by page, so a
+large raw HTML page is held once; at most `concurrency` jobs are in flight, so memory stays
+bounded by `concurrency` x one job's pages whatever the number of jobs.
 
 Jobs submitted with `storage_type`/`storage_url` are read from the bucket instead: the status
 endpoint says when they are done, then `<bucket>/<job_id>.json` is streamed through dlt's
@@ -21,7 +21,6 @@ from typing import IO, Any
 
 import ijson
 import orjson
-import pendulum
 from dlt.common import logger
 from dlt.common.configuration import resolve_configuration
 from dlt.common.storages.configuration import FilesystemConfiguration
@@ -29,15 +28,13 @@ from dlt.common.storages.fsspec_filesystem import fsspec_from_config
 
 from scrapesync.sources.common.client import ProviderRESTClient
 from scrapesync.sources.common.errors import ProviderAPIError, malformed_item
-from scrapesync.sources.common.validation import undocumented
 from scrapesync.sources.oxylabs.settings import (
-    CODE_RETRY_FREE,
-    CODE_TOO_MANY_RETRIES,
+    FAULT_CODES,
     JOB_PATH,
     JOB_STATUSES,
-    RESULT_FIELDS,
     RESULTS_PATH,
 )
+from scrapesync.sources.oxylabs.transform import fault_reason, result_row
 
 RESULT_TYPES = ("auto", "raw", "parsed")
 
@@ -52,17 +49,6 @@ class Outcome:
     fault_code: int | None = None
     fault_reason: str | None = None
     finished_at: str | None = None
-
-
-def oxylabs_time(value: Any) -> pendulum.DateTime | None:
-    """`YYYY-MM-DD HH:MM:SS` without zone (UTC, api-notes §4.3) as an aware datetime."""
-    if not value:
-        return None
-    try:
-        parsed = pendulum.from_format(str(value), "YYYY-MM-DD HH:mm:ss", tz="UTC")
-    except ValueError:
-        parsed = pendulum.parse(str(value), tz="UTC")  # type: ignore[assignment]
-    return parsed
 
 
 def stream_results(
@@ -166,13 +152,13 @@ class Collector:
         status = (info or {}).get("status")
         codes = [page.get("status_code") for page in pages]
         if status is None:  # no job object in the body: the target codes tell a failure
-            status = "faulted" if {CODE_RETRY_FREE, CODE_TOO_MANY_RETRIES} & set(codes) else "done"
+            status = "faulted" if set(FAULT_CODES) & set(codes) else "done"
         finished = (info or {}).get("updated_at") or (pages[0].get("updated_at") if pages else None)
         if status == "faulted":
-            code = next((c for c in codes if c in (CODE_RETRY_FREE, CODE_TOO_MANY_RETRIES)), None)
+            code = next((c for c in codes if c in FAULT_CODES), None)
             content = pages[0].get("content") if pages else None
             parse_code = content.get("parse_status_code") if isinstance(content, dict) else None
-            reason = _fault_reason(code, parse_code, codes)
+            reason = fault_reason(code, parse_code, codes)
             return Outcome(job, "faulted", [], code or parse_code, reason, finished)
         if status not in JOB_STATUSES:
             logger.warning(
@@ -217,46 +203,3 @@ class Collector:
 def _bucket_url(storage_url: str) -> str:
     """`s3://bucket/path` stays; a bare `bucket/path` of `storage_type` s3 gets its scheme."""
     return storage_url if "://" in storage_url else f"s3://{storage_url}"
-
-
-def _fault_reason(code: int | None, parse_code: Any, codes: list[Any]) -> str:
-    if code == CODE_RETRY_FREE:
-        return "612 Undefined Internal Error: the job failed; retry at no extra cost"
-    if code == CODE_TOO_MANY_RETRIES:
-        return "613 Faulted After Too Many Retries"
-    if parse_code:
-        return f"parse failed (parse_status_code {parse_code}); target status {codes}"
-    return f"faulted (target status {codes})"
-
-
-def page_number(job: dict[str, Any], value: Any) -> int:
-    """The page number, part of the primary key: a positive integer or the answer is broken."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        path = RESULTS_PATH.format(job_id=job["job_id"])
-        raise malformed_item("oxylabs", path, f"result page {value!r} is not a page number")
-    return value
-
-
-def result_row(job: dict[str, Any], page: dict[str, Any], position: int = 1) -> dict[str, Any]:
-    """One `results` row: raw HTML stays a string; parsed objects are flattened by dlt.
-
-    Undocumented fields of a page are schema drift and land as columns. A page without its
-    `page` number takes its position in the answer (1-based), as the API numbers them.
-    """
-    params = orjson.loads(job["params"] or "{}")
-    row = undocumented(page, RESULT_FIELDS)
-    row |= {
-        "job_id": str(job["job_id"]),
-        "page": page_number(job, page.get("page", position)),
-        "query": job["value"] if job["kind"] == "query" else None,
-        "source": params.get("source"),
-        "url": page.get("url"),
-        "status_code": page.get("status_code"),
-        "type": page.get("type"),
-        "created_at": oxylabs_time(page.get("created_at")),
-        "updated_at": oxylabs_time(page.get("updated_at")),
-        "parser_type": page.get("parser_type") or None,
-    }
-    content = page.get("content")
-    row["content" if isinstance(content, str) else "parsed"] = content
-    return row

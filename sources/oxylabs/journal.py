@@ -1,8 +1,8 @@
 """The local, write-ahead job journal: the source of truth for what was submitted to Oxylabs.
 
-Oxylabs has no "list my jobs" endpoint (api-notes §4.9): a job id that is not written down is
-lost, and a query whose submission is not written down may be paid for twice. So every batch
-goes through three durable states before and after its one POST:
+Oxylabs has no "list my jobs" endpoint (docs/oxylabs.md#what-scrapesync-infers): a job id that
+is not written down is lost, and a query whose submission is not written down may be paid for
+twice. So every batch goes through three durable states before and after its one POST:
 
     planned   intent recorded (fingerprints, batch id); nothing sent yet: safe to send
     sending   recorded just before the POST: from here the outcome is unknown until the answer

@@ -1,5 +1,10 @@
-"""oxylabs's place in the unified model: `scrape_runs` mapping, completeness checks,
-freshness columns and retention (read by the shared layers through `PROVIDER`)."""
+"""Oxylabs's place in the unified model: `scrape_runs` mapping, completeness checks,
+freshness columns and retention (read by the shared layers through `PROVIDER`).
+
+Only `jobs` is mapped to `scrape_runs`: `schedule_runs` rows are the same jobs (origin
+`scheduler`, `batch_id` = `schedule:<schedule_id>:<run_id>`), so they appear once, with that
+batch as the parent.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,10 @@
-"""reworkd's place in the unified model: `scrape_runs` mapping, completeness checks,
-freshness columns and retention (read by the shared layers through `PROVIDER`)."""
+"""Reworkd's place in the unified model: `scrape_runs` mapping, completeness checks,
+freshness columns and retention (read by the shared layers through `PROVIDER`).
+
+No `scrape_runs` mapping: the API exposes outputs (records) only, never a job with a state or
+timing; `outputs.root_job_id` names a job but nothing says whether it is running or finished,
+so any row made from it would invent its state.
+"""
 
 from __future__ import annotations
 

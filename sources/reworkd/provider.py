@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from scrapesync.sources.common.provider import Provider
-from scrapesync.sources.reworkd import model, post_load, reworkd_source
+from scrapesync.sources.reworkd import model, reworkd_source
+from scrapesync.sources.reworkd.resources import post_load
 
 PROVIDER = Provider(
     name="reworkd",

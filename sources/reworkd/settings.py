@@ -1,15 +1,76 @@
-"""Reworkd API constants (docs: shared/api-docs/000_7ed04c4312c3c512.txt, api-notes.md §1)."""
+"""Reworkd API constants: base URL, THE endpoint table, pagination, page sizes and limits.
 
-from typing import Final
+What each value means, and which ones Reworkd documents, is in docs/reworkd.md. Every path
+lives in `ENDPOINTS` and nowhere else, so a correction is one line here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One API call scrapesync makes.
+
+    Attributes:
+        name: how the code refers to the call.
+        method / path: the HTTP method and the path below `BASE_URL` (`{placeholders}`).
+        pagination: how its pages are followed.
+        feeds: the tables its answers end up in.
+        evidence: "documented" by Reworkd, or "inferred" by scrapesync
+            (docs/reworkd.md#what-scrapesync-infers).
+    """
+
+    name: str
+    method: str
+    path: str
+    pagination: str
+    feeds: str
+    evidence: Literal["documented", "inferred"]
+
 
 BASE_URL: Final = "https://api.reworkd.dev"
-OUTPUTS_PATH: Final = "/v1/outputs/{group_id}"
+
+# THE endpoint table (docs/reworkd.md#endpoints). Reworkd documents one public endpoint; its
+# other routes (groups, jobs) are internal and undocumented, so scrapesync does not call them.
+ENDPOINTS: Final[tuple[Endpoint, ...]] = (
+    Endpoint(
+        name="outputs",
+        method="GET",
+        path="/v1/outputs/{group_id}",
+        pagination="integer cursor: `metadata.next_cursor` sent back as `?cursor=`",
+        feeds="outputs, outputs__files, outputs_history",
+        evidence="documented",
+    ),
+)
+
+
+def endpoint(name: str) -> Endpoint:
+    """The row of `ENDPOINTS` called `name`."""
+    for row in ENDPOINTS:
+        if row.name == name:
+            return row
+    raise KeyError(f"reworkd: no endpoint {name!r} in settings.ENDPOINTS")
+
+
+OUTPUTS: Final = endpoint("outputs")
+
+# Pagination (docs/reworkd.md#pagination): `{metadata: {next_cursor, next_url}, items: [...]}`.
+ITEMS_SELECTOR: Final = "items"
+NEXT_CURSOR_PATH: Final = "metadata.next_cursor"
+CURSOR_PARAM: Final = "cursor"
+PAGE_SIZE_PARAM: Final = "limit"
+# "created or updated on or after" this ISO 8601 time: inclusive (docs/reworkd.md#incremental).
+WATERMARK_PARAM: Final = "created_after"
 # `limit` is documented as 1 <= x <= 1000; the largest page means the fewest requests.
 MAX_PAGE_SIZE: Final = 1000
 DEFAULT_PAGE_SIZE: Final = 1000
 # Re-read window for late-arriving changes (rows the provider commits with an `update_date`
 # older than the newest one we already saw). Not documented by Reworkd; 15 minutes covers
-# the usual write lag of a scraper run at the cost of one extra page per group.
+# the usual write lag of a scraper run at the cost of one extra page per group
+# (docs/reworkd.md#what-scrapesync-infers, option `lookback`).
 DEFAULT_LOOKBACK_SECONDS: Final = 900
 # Query parameters documented as plain filters, passed through unchanged when set.
 FILTER_PARAMS: Final = ("job_id", "url", "country", "region")
@@ -43,4 +104,5 @@ FILE_FIELDS: Final = (
     "url_etag_hash",
     "file_metadata",
 )
+# `ChangesetAction` (docs/reworkd.md#change-types)
 CHANGE_TYPES: Final = ("CREATE", "UPDATE", "DELETE")

@@ -1,11 +1,16 @@
 """Scrapewise: scraper runs, their failed links, scrapers and scraped rows, run by run.
 
-API: `https://portal.scrapewise.ai/api/scraper-api` (shared/api-docs/001_836702f77cae84d5.txt,
-api-notes.md §2): Bearer `sw_live_...` keys, RFC 7807 errors with 400 for unknown ids, Spring
-pages (`page`/`size`/`sort`, `totalElements`), runs moving PENDING -> RUNNING -> COMPLETED /
-FAILED / STOPPED. The unit of incremental sync is the run (api-notes §2.7): the run history is
-read newest first down to a watermark, and each run's failed links and rows are read once,
-when the run is terminal.
+API: `https://portal.scrapewise.ai/api/scraper-api`, as scrapesync uses it in docs/scrapewise.md:
+Bearer `sw_live_...` keys, RFC 7807 errors with 400 for unknown ids, Spring pages
+(`page`/`size`/`sort`, `totalElements`), runs moving PENDING -> RUNNING -> COMPLETED / FAILED /
+STOPPED. The unit of incremental sync is the run (docs/scrapewise.md#incremental-sync): the run
+history is read newest first down to a watermark, and each run's failed links and rows are read
+once, when the run is terminal.
+
+Layout: this module wires the source and its resources with their hints; `settings.py` holds
+the endpoint table, `client.py` the HTTP client and error hints, `resources.py` (with
+`history.py`, the run-history window) the resource bodies, `transform.py` the row shaping,
+`actions.py` the merge/delete/run/stop actions and `post_load`.
 
 Tables (dataset `scrapewise`):
 * `jobs`: one row per run, primary key `id`; soft-deleted runs stay, with `is_deleted`.
@@ -26,8 +31,8 @@ from dlt.sources import DltResource
 from scrapesync.sources.common.stats import RequestStats
 from scrapesync.sources.common.timeutil import parse_datetime
 from scrapesync.sources.scrapewise.actions import post_load
-from scrapesync.sources.scrapewise.api import check_object_ids, make_client
-from scrapesync.sources.scrapewise.jobs import scopes_for
+from scrapesync.sources.scrapewise.client import check_object_ids, make_client
+from scrapesync.sources.scrapewise.history import scopes_for
 from scrapesync.sources.scrapewise.resources import (
     enriched_rows,
     job_errors,

@@ -17,16 +17,16 @@ import dlt
 from dlt.common import logger
 
 from scrapesync.sources.common.client import ProviderRESTClient
-from scrapesync.sources.common.errors import ProviderAPIError
-from scrapesync.sources.scrapewise.api import check_object_ids
+from scrapesync.sources.common.errors import ProviderAPIError, malformed_item
+from scrapesync.sources.scrapewise.client import check_object_ids
 from scrapesync.sources.scrapewise.settings import (
-    DELETE_DATA_PATH,
-    MERGE_PATH,
-    PREVIEW_DELETE_PATH,
+    DELETE_DATA,
+    MERGE,
+    PREVIEW_DELETE,
     PREVIEW_SAFETY_SECONDS,
     PREVIEW_TTL_SECONDS,
-    RUN_PATH,
-    STOP_PATH,
+    RUN,
+    STOP,
 )
 
 MERGE_ADVICE = {
@@ -49,12 +49,11 @@ def merge_runs(
     jobs = check_object_ids(job_ids, "run id", "JOB_ID")
     if not jobs:
         raise ValueError("scrapewise: merge needs at least one run id (JOB_ID)")
-    path = MERGE_PATH.format(group_id=group)
     key = idempotency_key or str(uuid.uuid4())
     try:
         response = client.request(
-            path,
-            method="PUT",
+            MERGE.url_path(group_id=group),
+            method=MERGE.method,
             params={"scraperJobStatusIds": jobs},
             headers={"Idempotency-Key": key},
         )
@@ -91,18 +90,19 @@ class DeletePreview:
 
 
 def preview_delete(client: ProviderRESTClient, job_id: str) -> DeletePreview:
-    """Step 1 of ADR-012: `POST .../preview-delete` mints a 5-minute token and a summary."""
+    """Step 1 of the two-call delete: `POST .../preview-delete` mints a 5-minute token and a
+    summary (docs/scrapewise.md#limits)."""
     job = check_object_ids([job_id], "run id", "JOB_ID")[0]
-    body = client.post(PREVIEW_DELETE_PATH, params={"scraperJobStatusId": job}).json()
+    params = {"scraperJobStatusId": job}
+    body = client.request(PREVIEW_DELETE.path, method=PREVIEW_DELETE.method, params=params).json()
     summary = body.get("previewSummary") or {}
     if not body.get("token"):
-        raise ProviderAPIError(
+        raise malformed_item(
             "scrapewise",
-            "POST",
-            PREVIEW_DELETE_PATH,
-            200,
-            "malformed response: the preview has no token",
-            "nothing was deleted; retry later",
+            PREVIEW_DELETE.path,
+            "the preview has no token",
+            PREVIEW_DELETE.method,
+            hint="nothing was deleted; retry later",
         )
     return DeletePreview(
         job_id=job,
@@ -122,9 +122,9 @@ def commit_delete(
     """Step 2: `DELETE /api/scraper/data` within the token's life, with an Idempotency-Key.
 
     Refuses (sending nothing) without a preview or once the token is (nearly) expired. The
-    token is sent along so Scrapewise can check it [I: the docs name `?token=` for the
+    token is sent along so Scrapewise can check it (inferred: the docs name `?token=` for the
     scraper and group deletes; for this route they only say a commit without a preview
-    deletes unconfirmed, which scrapesync never does].
+    deletes unconfirmed, which scrapesync never does; docs/scrapewise.md#what-scrapesync-infers).
     """
     if not isinstance(preview, DeletePreview):
         raise TypeError("scrapewise: delete needs the DeletePreview returned by preview_delete")
@@ -134,8 +134,8 @@ def commit_delete(
             f"{PREVIEW_TTL_SECONDS // 60} minutes); nothing was deleted: preview again"
         )
     client.request(
-        DELETE_DATA_PATH,
-        method="DELETE",
+        DELETE_DATA.path,
+        method=DELETE_DATA.method,
         params={"scraperJobStatusId": preview.job_id, "token": preview.token},
         headers={"Idempotency-Key": idempotency_key or str(uuid.uuid4())},
     )
@@ -144,14 +144,14 @@ def commit_delete(
 def run_scraper(client: ProviderRESTClient, scraper_id: str) -> bool:
     """Queue a run (`GET /api/scraper/{id}/run`, the SDK's verb); returns `firstJob`."""
     scraper = check_object_ids([scraper_id], "scraper id", "SCRAPER_ID")[0]
-    body = client.get(RUN_PATH.format(scraper_id=scraper)).json()
+    body = client.request(RUN.url_path(scraper_id=scraper), method=RUN.method).json()
     return bool(body.get("firstJob")) if isinstance(body, dict) else False
 
 
 def stop_scraper(client: ProviderRESTClient, scraper_id: str) -> None:
     """Stop the scraper's active run: RUNNING or PENDING ends STOPPED, synchronously."""
     scraper = check_object_ids([scraper_id], "scraper id", "SCRAPER_ID")[0]
-    client.post(STOP_PATH.format(scraper_id=scraper))  # 200, empty body
+    client.request(STOP.url_path(scraper_id=scraper), method=STOP.method)  # 200, empty body
 
 
 def remove_run_rows(pipeline: dlt.Pipeline, job_id: str) -> int:

@@ -23,7 +23,7 @@ from scrapesync.sources.scrapewise.actions import (
     run_scraper,
     stop_scraper,
 )
-from scrapesync.sources.scrapewise.api import make_client
+from scrapesync.sources.scrapewise.client import make_client
 from scrapesync.sources.scrapewise.settings import BASE_URL
 
 

@@ -1,10 +1,10 @@
-"""scrapewise's place in the unified model: `scrape_runs` mapping, completeness checks,
+"""Scrapewise's place in the unified model: `scrape_runs` mapping, completeness checks,
 freshness columns and retention (read by the shared layers through `PROVIDER`)."""
 
 from __future__ import annotations
 
 from scrapesync.sources.common.provider import RunMapping, TotalCheck
-from scrapesync.sources.scrapewise import settings
+from scrapesync.sources.scrapewise.settings import BASE_URL, JOB_ERRORS
 
 RUNS: tuple[RunMapping, ...] = (
     RunMapping(
@@ -25,7 +25,7 @@ RUNS: tuple[RunMapping, ...] = (
         items_failed="error_links",
         deleted="is_deleted",
         # Scrapewise has no single-run endpoint; the run's failed-links list is its record
-        source_ref=settings.BASE_URL + settings.JOB_ERRORS_PATH.replace("{job_id}", "{id}"),
+        source_ref=BASE_URL + JOB_ERRORS.path.replace("{job_id}", "{id}"),
     ),
 )
 

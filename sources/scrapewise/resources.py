@@ -1,10 +1,11 @@
-"""The Scrapewise resources (decorated in `sources.scrapewise.scrapewise_source`)."""
+"""The bodies of the Scrapewise resources (wired with their hints in `scrapewise_source`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import dlt
 import pendulum
@@ -12,17 +13,23 @@ from dlt.common import logger
 
 from scrapesync.sources.common.client import ProviderRESTClient
 from scrapesync.sources.common.timeutil import iso_z
-from scrapesync.sources.scrapewise.api import (
-    bounded_map,
+from scrapesync.sources.scrapewise.client import (
     fetch_errors,
     fetch_rows,
     get_scraper,
     list_groups,
     list_scrapers,
 )
-from scrapesync.sources.scrapewise.jobs import Pass, Scope, ScopeMark, log_inconsistent, read_pass
+from scrapesync.sources.scrapewise.history import (
+    Pass,
+    Scope,
+    ScopeMark,
+    log_inconsistent,
+    read_pass,
+)
 from scrapesync.sources.scrapewise.settings import (
     ACTIVE_STATES,
+    ENRICHED_ROWS_SORT,
     ENRICHED_SUFFIX,
     ROWS_SORT,
     TERMINAL_STATES,
@@ -38,6 +45,9 @@ from scrapesync.sources.scrapewise.transform import (
 )
 from scrapesync.sources.scrapewise.transform import enriched_rows as shape_enriched
 
+T = TypeVar("T")
+R = TypeVar("R")
+
 
 def jobs(
     client: ProviderRESTClient,
@@ -52,8 +62,8 @@ def jobs(
     * Write disposition: merge (delete-insert): a re-read run replaces its row.
     * Incremental: newest first (`sort=started,desc`) per scope (all runs, or each configured
       group and scraper), stopping at the first run older than the scope's watermark (the
-      newest `started` seen); `start_date` bounds the first read. See `jobs.py` for why this
-      is not `dlt.sources.incremental`.
+      newest `started` seen); `start_date` bounds the first read. See `history.py` for why
+      this is not `dlt.sources.incremental`.
     * Updates: runs PENDING or RUNNING at the last sync stay in resource state and are read
       again every sync (the read goes down to the oldest of them) until they are terminal,
       so their final `state`, `finished` and link counts land.
@@ -68,7 +78,6 @@ def jobs(
     marks: dict[str, Any] = state.setdefault("scopes", {})
     open_runs: dict[str, dict[str, Any]] = state.setdefault("open", {})
     reconciled: dict[str, Any] = state.setdefault("reconciled", {})
-    load_id = dlt.current.load_package_state()["load_id"]
     was_open = dict(open_runs)
     floors = {scope.key: _floor(scope, marks, was_open, start) for scope in scopes}
     yielded: set[str] = set()
@@ -89,7 +98,8 @@ def jobs(
                 continue
             reconciled[scope.key] = {
                 "filters": dict(scope.filters),
-                "load_id": load_id,
+                # asked only here: the load package exists only inside a pipeline's extract
+                "load_id": dlt.current.load_package_state()["load_id"],
                 "since": iso_z(start) if start else None,
             }
         marks[scope.key] = mark.advanced(seen).dump()
@@ -312,9 +322,30 @@ def enriched_rows(
             if hashes.pop(group["id"], None) is not None:
                 yield [removed_enrichment(group["id"])]
             continue
-        fetched = fetch_rows(client, sibling["id"], page_size, ("_id,asc",))
+        fetched = fetch_rows(client, sibling["id"], page_size, ENRICHED_ROWS_SORT)
         version = content_hash(fetched)
         if hashes.get(group["id"]) == version:
             continue
         hashes[group["id"]] = version
         yield shape_enriched(group, sibling, fetched, version)
+
+
+def bounded_map(func: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[tuple[T, R]]:
+    """`(item, func(item))` for every item, at most `workers` calls at once, as they finish.
+
+    One worker runs in the calling thread (no pool), so `workers=1` is the plain sequential
+    loop the benchmark compares against. The first failure cancels what has not started and
+    is raised: the extract fails as a whole and no state advances.
+    """
+    if workers <= 1 or len(items) <= 1:
+        for item in items:
+            yield item, func(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        futures = {pool.submit(func, item): item for item in items}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        finally:
+            for future in futures:
+                future.cancel()

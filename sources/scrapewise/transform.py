@@ -28,8 +28,9 @@ def timestamp(value: Any) -> pendulum.DateTime | None:
 def job_row(run: dict[str, Any], vanished: bool = False) -> dict[str, Any]:
     """One run as a `jobs` row: the API's fields, typed timestamps, and `is_deleted`.
 
-    `deleted` is how `withDeleted=true` is assumed to flag a soft-deleted run [I]; a run that
-    vanished from the history between two syncs is marked the same way.
+    `deleted` is how `withDeleted=true` is assumed to flag a soft-deleted run (inferred:
+    docs/scrapewise.md#what-scrapesync-infers); a run that vanished from the history between
+    two syncs is marked the same way.
     """
     row = {key: value for key, value in run.items() if key != "deleted"}
     for name in TIMESTAMP_FIELDS:

@@ -1,10 +1,14 @@
-"""The `tasks` and `task_results` resources (functions bound by `outscraper_source`)."""
+"""The bodies of Outscraper's resources (bound by `outscraper_source`) and its post-load step.
+
+* `tasks` (+ `removed_tasks`): the task listing, each changed task once, removals confirmed.
+* `task_results`: each finished task's result files, once per delivery.
+* `request_results` (+ `requests`): async requests collected before their results expire.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import dlt
 import pendulum
@@ -13,15 +17,32 @@ from dlt.common import logger
 
 from scrapesync.sources.common.errors import ProviderAPIError
 from scrapesync.sources.common.timeutil import parse_datetime
-from scrapesync.sources.common.validation import check_times, undocumented
-from scrapesync.sources.outscraper.client import KeysetPaginator, OutscraperClient, is_gone
-from scrapesync.sources.outscraper.results import ColumnTypes, file_tables
+from scrapesync.sources.common.validation import check_times
+from scrapesync.sources.outscraper.client import (
+    KeysetPaginator,
+    OutscraperClient,
+    SkipPaginator,
+    is_gone,
+)
+from scrapesync.sources.outscraper.columns import ColumnTypes, batched_tables
+from scrapesync.sources.outscraper.results import file_tables
 from scrapesync.sources.outscraper.settings import (
-    TASK_FIELDS,
+    REQUEST_EXPIRED,
+    REQUEST_FAILURE,
+    REQUEST_PATH,
+    REQUEST_PENDING,
+    REQUEST_SUCCESS,
+    REQUESTS_PATH,
+    RESULT_BATCH_ROWS,
+    RESULT_RETENTION_HOURS,
     TASK_PATH,
-    TASK_SUCCESS,
     TASKS_PATH,
-    TERMINAL_TASK_STATUSES,
+)
+from scrapesync.sources.outscraper.transform import (
+    query_count,
+    request_rows,
+    results_fingerprint,
+    task_row,
 )
 from scrapesync.sources.outscraper.webhooks import WebhookInbox
 
@@ -32,57 +53,26 @@ REMOVED_TASKS: Any = dlt.mark.make_hints(
     merge_key="task_id",
     columns={"removed_at": {"data_type": "timestamp"}},
 )
-
-
-DOCUMENTED_FIELDS = frozenset((*TASK_FIELDS, "metadata", "results"))
+REQUESTS_TABLE: Any = dlt.mark.make_hints(
+    table_name="requests",
+    write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+    primary_key="id",
+    merge_key="id",
+    columns={
+        "first_seen_at": {"data_type": "timestamp"},
+        "collected_at": {"data_type": "timestamp"},
+        "expired_at": {"data_type": "timestamp"},
+        "rows": {"data_type": "bigint"},
+        "queries": {"data_type": "bigint"},
+    },
+)
+# what a webhook's upper-case status (docs/outscraper.md#webhooks) means for a request
+FINISHED_WEBHOOK_STATUSES = frozenset({"SUCCESS", "FAILURE", "FAILED", "FINISHED"})
+DONE = frozenset({"collected", "failed", "expired"})
 
 
 # `created` bounds the listing (`start_date`), `updated` tells a changed task
 TASK_TIMES = ("created", "updated")
-
-
-def is_terminal(status: Any) -> bool:
-    return str(status or "").upper() in TERMINAL_TASK_STATUSES
-
-
-def task_row(task: dict[str, Any]) -> dict[str, Any]:
-    """A task as a `tasks` row: documented fields, metadata and a results summary."""
-    metadata: dict[str, Any] = task["metadata"] if isinstance(task.get("metadata"), dict) else {}
-    results = [r for r in task.get("results") or [] if isinstance(r, dict)]
-    main = next((r for r in results if r.get("file_url")), results[0] if results else {})
-    # undocumented fields are schema drift: they land as columns instead of vanishing
-    return undocumented(task, DOCUMENTED_FIELDS) | {
-        "id": str(task["id"]),
-        "user_id": task.get("user_id"),
-        "status": task.get("status"),
-        "queue_task_id": task.get("queue_task_id"),
-        "created": parse_datetime(task.get("created")),
-        "updated": parse_datetime(task.get("updated")),
-        "service_name": metadata.get("service_name"),
-        "queries": metadata.get("queries"),
-        "metadata": metadata,
-        "product_name": main.get("product_name"),
-        "quantity": main.get("quantity"),
-        "results": results,
-        "removed": False,
-        "removed_at": None,
-    }
-
-
-def results_fingerprint(task: dict[str, Any]) -> str | None:
-    """What identifies one delivery of a task's files; None when it has none (yet).
-
-    A restart re-runs the task under the same id with a new queue id and new files; the query
-    string is left out because a pre-signed link changes it on every read [I].
-    """
-    if str(task.get("status") or "").upper() != TASK_SUCCESS:
-        return None
-    urls = [
-        urlsplit(r["file_url"])._replace(query="", fragment="").geturl()
-        for r in task.get("results") or []
-        if isinstance(r, dict) and r.get("file_url")
-    ]
-    return f"{task.get('queue_task_id')}|{'|'.join(urls)}" if urls else None
 
 
 def tasks(
@@ -230,6 +220,119 @@ def task_results(
     files[task_id] = fingerprint
 
 
+def request_results(
+    api: OutscraperClient,
+    request_ids: Sequence[str],
+    inbox: WebhookInbox | None,
+    discover: bool,
+    max_pending_hours: float,
+    types: ColumnTypes,
+) -> Iterator[Any]:
+    """Results of async API requests -> tables `request_results` and `requests`.
+
+    * Primary key: `request_results` (`request_id`, `query_index`, `row_index`): one row per
+      result of each query of the request; `requests`: `id`.
+    * Write disposition: merge (delete-insert; `request_results` with merge key
+      `request_id`, so a request's rows are always replaced as a whole).
+    * Incremental: request ids come from webhook notifications (read first), `request_ids`
+      and `GET /requests?type=finished`; the resource state remembers each request's fate,
+      so a collected, failed or expired request is never read again.
+    * Updates: a request is collected as soon as it reads `Success`: results are kept for
+      only 4 hours, after which the status reads `Pending` again.
+    * Deletes: expiry on Outscraper deletes nothing here: collected rows stay. A request that
+      reads `Pending` after it was seen finished (webhook, listing) is recorded as `Expired`
+      in `requests` with a warning; one still `Pending` after `max_pending_hours` too.
+    * Late-arriving data: a request still `Pending` is read again on the next sync.
+    """
+    state: dict[str, dict[str, Any]] = dlt.current.resource_state().setdefault("requests", {})
+    candidates: dict[str, dict[str, Any]] = {}
+    notified = inbox.take("request") if inbox else {}
+    for request_id, status in notified.items():
+        finished = status.upper() in FINISHED_WEBHOOK_STATUSES
+        candidates[request_id] = {"source": "webhook", "finished": finished}
+    for request_id in request_ids:
+        candidates.setdefault(request_id, {"source": "config", "finished": False})
+    for request_id, entry in state.items():
+        if entry.get("fate") not in DONE:
+            candidates.setdefault(request_id, {"source": entry.get("source", "state")})
+    if discover:
+        for item in _finished_listing(api, state):
+            candidates.setdefault(item, {"source": "listing", "finished": True})
+    for request_id, hint in candidates.items():
+        entry = state.setdefault(request_id, {"source": hint["source"]})
+        if entry.get("fate") in DONE:
+            continue
+        entry["finished"] = bool(entry.get("finished") or hint.get("finished"))
+        yield from _collect(api, request_id, entry, max_pending_hours, types)
+
+
+def _finished_listing(api: OutscraperClient, state: dict[str, dict[str, Any]]) -> Iterator[str]:
+    pages = api.pages(REQUESTS_PATH, {"type": "finished"}, SkipPaginator(), None)
+    for page in pages:
+        for item in page:
+            request_id = str(item.get("id")) if isinstance(item, dict) else None
+            if request_id and state.get(request_id, {}).get("fate") not in DONE:
+                yield request_id
+
+
+def _collect(
+    api: OutscraperClient,
+    request_id: str,
+    entry: dict[str, Any],
+    max_pending_hours: float,
+    types: ColumnTypes,
+) -> Iterator[Any]:
+    now = pendulum.now("UTC")
+    entry.setdefault("first_seen_at", now.isoformat())
+    body = api.get_json(REQUEST_PATH.format(request_id=request_id))
+    status = str(body.get("status") if isinstance(body, dict) else "") or REQUEST_PENDING
+    row: dict[str, Any] = {
+        "id": request_id,
+        "status": status,
+        "source": entry["source"],
+        "first_seen_at": parse_datetime(entry["first_seen_at"]),
+    }
+    if status == REQUEST_SUCCESS:
+        data = body.get("data")
+        counts = {"rows": 0}
+        yield from _result_tables(request_id, data, counts, types)
+        entry["fate"] = "collected"
+        row.update(collected_at=now, rows=counts["rows"], queries=query_count(data))
+    elif status == REQUEST_FAILURE:
+        entry["fate"] = "failed"
+    elif _expired(entry, now, max_pending_hours):
+        entry["fate"] = "expired"
+        row.update(status=REQUEST_EXPIRED, expired_at=now)
+        why = (
+            "it was seen finished, so its results expired on Outscraper (kept "
+            f"{RESULT_RETENTION_HOURS} h) before they were collected"
+            if entry["finished"]
+            else f"it stayed Pending for more than {max_pending_hours} h"
+        )
+        logger.warning(
+            f"outscraper: request {request_id} reads Pending again; {why}: recorded as "
+            "Expired in `requests`; sync more often than every "
+            f"{RESULT_RETENTION_HOURS} h (or run `scrapesync listen`) to collect results in time"
+        )
+    yield dlt.mark.with_hints(row, REQUESTS_TABLE, create_table_variant=True)
+
+
+def _expired(entry: dict[str, Any], now: pendulum.DateTime, max_pending_hours: float) -> bool:
+    if entry.get("finished"):
+        return True
+    first = parse_datetime(entry["first_seen_at"])
+    return first is None or (now - first).total_seconds() > max_pending_hours * 3600
+
+
+def _result_tables(
+    request_id: str, data: Any, counts: dict[str, int], types: ColumnTypes
+) -> Iterator[pa.Table]:
+    fixed = {"_dlt_load_id": dlt.current.load_package_state()["load_id"], "request_id": request_id}
+    for table in batched_tables(request_rows(data), fixed, types, RESULT_BATCH_ROWS):
+        counts["rows"] += table.num_rows
+        yield table
+
+
 def removal_sql(tasks_table: str, removed_table: str) -> str:
     """Flag every task listed in `removed_tasks` (idempotent; run after each load)."""
     return (
@@ -238,3 +341,23 @@ def removal_sql(tasks_table: str, removed_table: str) -> str:
         f"AND ({tasks_table}.removed IS DISTINCT FROM TRUE "
         f"OR {tasks_table}.removed_at IS DISTINCT FROM r.removed_at)"
     )
+
+
+def post_load(pipeline: dlt.Pipeline) -> int:
+    """Flag removed tasks in `tasks` and acknowledge the webhook notifications used.
+
+    Both steps are idempotent, so a crash between the load and this call only delays them.
+    """
+    schema = pipeline.default_schema
+    if "tasks" in schema.tables and "removed_tasks" in schema.tables:
+        with pipeline.sql_client() as client:
+            client.execute_sql(
+                removal_sql(
+                    client.make_qualified_table_name("tasks"),
+                    client.make_qualified_table_name("removed_tasks"),
+                )
+            )
+    resources = pipeline.state.get("sources", {}).get("outscraper", {}).get("resources", {})
+    for name in ("tasks", "request_results"):
+        WebhookInbox.acknowledge_from(resources.get(name, {}))
+    return 0

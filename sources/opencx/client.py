@@ -1,13 +1,15 @@
 """The open.cx Crawl API as scrapesync calls it: one paced client, errors, paths and actions.
 
 Errors come in Fastify's envelope `{statusCode, message, error}` (validation errors add
-`code: FST_ERR_VALIDATION`) [C OC-auth, api-notes §5.1]; a 403 means the key is valid but lacks
-the scope: `crawl:read` for reads, `crawl:write` for starting, cancelling, pausing or resuming.
+`code: FST_ERR_VALIDATION`, docs/opencx.md#errors); a 403 means the key is valid but lacks the
+scope: `crawl:read` for reads, `crawl:write` for starting, cancelling, pausing or resuming
+(docs/opencx.md#auth). Every path comes from the endpoint table, `settings.ENDPOINTS`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,16 +17,16 @@ from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 
 from scrapesync.sources.common.client import ProviderRESTClient, build_client
 from scrapesync.sources.common.errors import ProviderAPIError, ProviderSpec
+from scrapesync.sources.common.pacing import RateLimiter, install_pacing
 from scrapesync.sources.common.paginators import GuardedCursorPaginator
 from scrapesync.sources.common.stats import RequestStats
-from scrapesync.sources.opencx.pacing import RollingWindowLimiter, install_pacing
 from scrapesync.sources.opencx.settings import (
     CURSOR_PARAM,
     DATASOURCE_STATUSES,
-    ENDPOINTS,
     ITEMS_SELECTOR,
     NEXT_CURSOR_PATH,
     UUID_PATTERN,
+    endpoint,
 )
 
 PROVIDER = "opencx"
@@ -109,13 +111,25 @@ def make_client(
         stats=stats,
     )
     # a shorter window holds its share of the per-minute budget: stricter, never looser
-    per_window = max(1, int(requests_per_minute * pacing_window_seconds / 60))
-    install_pacing(client, RollingWindowLimiter(per_window, pacing_window_seconds))
+    limiter = RateLimiter.budget(requests_per_minute, per=60.0, window=pacing_window_seconds)
+    install_pacing(client, limiter)
     return client
 
 
 def endpoint_path(name: str, **ids: str) -> str:
-    return ENDPOINTS[name].path.format(**ids)
+    """The path of endpoint `name` with its ids filled in."""
+    return endpoint(name).path.format(**ids)
+
+
+def pages(
+    client: ProviderRESTClient, name: str, params: dict[str, Any], **ids: str
+) -> Iterator[list[dict[str, Any]]]:
+    """The pages of a cursor-paginated list endpoint of the table (`{items, next}`)."""
+    if endpoint(name).pagination != "cursor":
+        raise ValueError(f"opencx: endpoint {name!r} is not a paginated list")
+    # a copy: dlt's cursor paginator writes the cursor into the params dict it is given
+    # (docs/dlt-behaviours.md, RESTClient and paginators)
+    yield from client.paginate(endpoint_path(name, **ids), params=dict(params))
 
 
 def validate_uuid(value: str, what: str, setting: str) -> str:
@@ -127,8 +141,7 @@ def validate_uuid(value: str, what: str, setting: str) -> str:
 
 def call(client: ProviderRESTClient, name: str, body: Any = None, **ids: str) -> dict[str, Any]:
     """One non-list call of the endpoint table; returns the decoded JSON object."""
-    endpoint = ENDPOINTS[name]
-    method: Any = endpoint.method
+    method: Any = endpoint(name).method
     response = client.request(endpoint_path(name, **ids), method=method, json=body)
     payload: dict[str, Any] = response.json()
     return payload

@@ -9,7 +9,10 @@ they are terminal.
 
 Why not `dlt.sources.incremental`: a re-read run that was RUNNING has a `started` below the
 cursor and the same primary key as the row already loaded, so the incremental would drop the
-very update that must land (its new state, `finished`, link counts).
+very update that must land (its new state, `finished`, link counts): dlt filters out rows
+below the cursor's start value and deduplicates those at it (docs/dlt-behaviours.md,
+incremental cursors: boundary deduplication). The watermark design is explained in
+docs/scrapewise.md#incremental-sync.
 
 Counts are checked against `totalElements`: a read to the end must see that many runs, and an
 incremental read must find `total before + new runs`. A mismatch means the list moved under
@@ -31,7 +34,7 @@ from scrapesync.sources.common.client import ProviderRESTClient
 from scrapesync.sources.common.errors import malformed_item
 from scrapesync.sources.common.timeutil import iso_z
 from scrapesync.sources.common.validation import check_times
-from scrapesync.sources.scrapewise.settings import HISTORY_SORT, LOAD_HISTORY_PATH
+from scrapesync.sources.scrapewise.settings import HISTORY_SORT, LOAD_HISTORY
 from scrapesync.sources.scrapewise.transform import TIMESTAMP_FIELDS, timestamp
 
 REQUIRED_FIELDS = ("id", "groupId", "state")
@@ -90,7 +93,7 @@ def read_pass(
     }
     if scope.filters:
         params["filters"] = scope.key
-    for page in client.paginate(LOAD_HISTORY_PATH, params=params):
+    for page in client.paginate(LOAD_HISTORY.path, params=params):
         body = page.response.json()
         if isinstance(body, dict) and isinstance(body.get("totalElements"), int):
             result.totals.append(body["totalElements"])
@@ -113,11 +116,11 @@ def _within(page: list[Any], floor: pendulum.DateTime | None) -> tuple[list[dict
         ]
         if missing:
             detail = f"a run lacks {', '.join(missing)}"
-            raise malformed_item("scrapewise", LOAD_HISTORY_PATH, detail)
+            raise malformed_item("scrapewise", LOAD_HISTORY.path, detail)
         # `started` orders the list and sets the watermark
-        check_times("scrapewise", LOAD_HISTORY_PATH, run, TIMESTAMP_FIELDS, "run")
+        check_times("scrapewise", LOAD_HISTORY.path, run, TIMESTAMP_FIELDS, "run")
         started = timestamp(run.get("started"))
-        # Mongo sorts a missing `started` last under DESC [I]; such a run is kept, never a stop
+        # Mongo sorts a missing `started` last under DESC (inferred); kept, never a stop
         if floor is not None and started is not None and started < floor:
             return kept, True
         kept.append(run)

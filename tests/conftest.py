@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +30,20 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RUNTIME__REQUEST_BACKOFF_FACTOR", "0.05")
     monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "4")
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def dlt_logs_in_caplog(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """dlt's logger does not propagate to the root logger once dlt initialised it, so which
+    test first created a pipeline in a worker decided whether `caplog` saw dlt's lines; its
+    handler is attached to the `dlt` logger directly, the same in every test."""
+    dlt_logger = logging.getLogger("dlt")
+    propagate = dlt_logger.propagate
+    dlt_logger.propagate = False
+    dlt_logger.addHandler(caplog.handler)
+    yield
+    dlt_logger.removeHandler(caplog.handler)
+    dlt_logger.propagate = propagate
 
 
 @pytest.fixture

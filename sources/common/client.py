@@ -48,6 +48,9 @@ from scrapesync.sources.common.errors import (
 )
 from scrapesync.sources.common.stats import RequestStats
 
+# dlt's retry condition: (response or None, exception or None) -> retry?
+RetryCondition = Callable[[Response | None, BaseException | None], bool]
+
 
 def _decode_once(spec: ProviderSpec, response: Response, base_url: str) -> Callable[..., Any]:
     """Return a `response.json` replacement that decodes the body once with orjson."""
@@ -166,7 +169,7 @@ class ProviderRESTClient(RESTClient):
         )
 
 
-def _retry_throttled_within(max_delay: float) -> Callable[[Response | None, Any], bool]:
+def throttled_within(max_delay: float) -> RetryCondition:
     """Retry a 429 unless the provider asks for a wait longer than `max_delay`."""
 
     def should_retry(response: Response | None, exception: BaseException | None) -> bool:
@@ -189,24 +192,33 @@ def build_client(
     data_selector: str | None = None,
     stats: RequestStats | None = None,
     headers: Mapping[str, str] | None = None,
+    retry_status: tuple[int, ...] = RETRY_STATUS,
+    retry_exceptions: tuple[type[BaseException], ...] | None = None,
+    retry_condition: Callable[[float], RetryCondition] | None = None,
 ) -> ProviderRESTClient:
     """A `RESTClient` for one provider over dlt's retrying session.
 
     Retry attempts, backoff factor, the longest wait and the timeout come from dlt's
     `[runtime]` settings (`request_max_attempts`, `request_backoff_factor`,
-    `request_max_retry_delay`, `request_timeout`), so they are configured the dlt way.
+    `request_max_retry_delay`, `request_timeout`), so they are configured the dlt way. By
+    default 5xx, connection errors and timeouts are retried, and 429 while its Retry-After
+    stays within the longest wait; a call that must not be repeated blindly (a paid POST)
+    narrows `retry_status` / `retry_exceptions` and passes its own `retry_condition`
+    (a factory given the longest wait).
     """
     runtime = resolve_configuration(RuntimeConfiguration())
     max_delay = float(runtime.request_max_retry_delay)
+    extra: dict[str, Any] = {} if retry_exceptions is None else {"exceptions": retry_exceptions}
     session = Client(
         request_timeout=runtime.request_timeout,
         raise_for_status=False,
-        status_codes=RETRY_STATUS,
-        retry_condition=_retry_throttled_within(max_delay),
+        status_codes=retry_status,
+        retry_condition=(retry_condition or throttled_within)(max_delay),
         request_max_attempts=runtime.request_max_attempts,
         request_backoff_factor=runtime.request_backoff_factor,
         request_max_retry_delay=max_delay,
         respect_retry_after_header=True,
+        **extra,
     ).session
     return ProviderRESTClient(
         spec,

@@ -158,3 +158,16 @@ def malformed_item(
         f"malformed response: {detail}",
         hint or f"nothing of this sync was loaded; retry later or report it to {provider}",
     )
+
+
+def pagination_loop(provider: str, response: Response, detail: str) -> ProviderAPIError:
+    """The error for pages that would never end (a cursor or last id handed back again)."""
+    return ProviderAPIError(
+        provider,
+        response.request.method or "GET",
+        safe_path(response.url),
+        response.status_code,
+        f"pagination loops: {detail}",
+        f"the provider's pagination is broken; retry later or report it to {provider}",
+        response=response,
+    )

@@ -9,7 +9,7 @@ from dlt.common import logger
 from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
 from requests import Response
 
-from scrapesync.sources.common.errors import ProviderAPIError, safe_path
+from scrapesync.sources.common.errors import pagination_loop
 
 
 class GuardedCursorPaginator(JSONResponseCursorPaginator):
@@ -34,15 +34,7 @@ class GuardedCursorPaginator(JSONResponseCursorPaginator):
             return
         cursor = self._next_reference
         if cursor in self._seen:
-            raise ProviderAPIError(
-                self.provider,
-                response.request.method or "GET",
-                safe_path(response.url),
-                response.status_code,
-                f"pagination loops: cursor {cursor!r} was returned twice",
-                "the provider's pagination is broken; retry later or report it to the provider",
-                response=response,
-            )
+            raise pagination_loop(self.provider, response, f"cursor {cursor!r} was returned twice")
         self._seen.add(cursor)
 
 

@@ -23,7 +23,12 @@ from dlt.sources.helpers.rest_client.paginators import BasePaginator, OffsetPagi
 from requests import Request, Response
 
 from scrapesync.sources.common.client import ProviderRESTClient, build_client
-from scrapesync.sources.common.errors import ProviderAPIError, ProviderSpec, safe_path
+from scrapesync.sources.common.errors import (
+    ProviderAPIError,
+    ProviderSpec,
+    pagination_loop,
+    safe_path,
+)
 from scrapesync.sources.common.stats import RequestStats
 from scrapesync.sources.outscraper.settings import GONE_MESSAGE_PATTERN, REQUESTS_PAGE_SIZE
 
@@ -85,15 +90,8 @@ class KeysetPaginator(BasePaginator):
             return
         last = data[-1].get(self.id_field) if isinstance(data[-1], dict) else None
         if last is None or str(last) in self._seen:
-            raise ProviderAPIError(
-                PROVIDER,
-                response.request.method or "GET",
-                safe_path(response.url),
-                response.status_code,
-                f"pagination loops: `has_more` is true but page ends with id {last!r} again",
-                "the provider's pagination is broken; retry later or report it to Outscraper",
-                response=response,
-            )
+            detail = f"`has_more` is true but page ends with id {last!r} again"
+            raise pagination_loop(PROVIDER, response, detail)
         self._seen.add(str(last))
         self.last_id = str(last)
 

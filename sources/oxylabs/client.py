@@ -13,15 +13,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from dlt.common.configuration import resolve_configuration
-from dlt.common.configuration.specs import RuntimeConfiguration
-from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client.auth import HttpBasicAuth
 from requests import HTTPError, Response
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import ConnectTimeout
 
-from scrapesync.sources.common.client import ProviderRESTClient, build_client, retry_after_seconds
+from scrapesync.sources.common.client import (
+    ProviderRESTClient,
+    RetryCondition,
+    build_client,
+    throttled_within,
+)
 from scrapesync.sources.common.errors import RETRY_STATUS, ProviderSpec
 from scrapesync.sources.common.pacing import RateLimiter, install_pacing
 from scrapesync.sources.common.stats import RequestStats
@@ -76,15 +78,16 @@ def _never_sent(exception: BaseException | None) -> bool:
     return False
 
 
-def _submit_retry(max_delay: float) -> Any:
+def _submit_retry(max_delay: float) -> RetryCondition:
+    """Retry the batch POST only when no byte of it can have been acted on: a 429 within the
+    longest wait (as every client), or a connection that was never established."""
+    throttled = throttled_within(max_delay)
+
     def should_retry(response: Response | None, exception: BaseException | None) -> bool:
         if response is None and isinstance(exception, HTTPError):
             response = exception.response
         if response is not None:
-            if response.status_code != 429:
-                return False
-            wait = retry_after_seconds(response)
-            return wait is None or wait <= max_delay
+            return throttled(response, None)
         return _never_sent(exception)
 
     return should_retry
@@ -94,26 +97,14 @@ def submit_client(
     base_url: str, username: str, password: str, stats: RequestStats | None, limiter: RateLimiter
 ) -> ProviderRESTClient:
     """Client for the batch POST: retries 429 and refused connections only (see module doc)."""
-    runtime = resolve_configuration(RuntimeConfiguration())
-    max_delay = float(runtime.request_max_retry_delay)
-    session = Client(
-        request_timeout=runtime.request_timeout,
-        raise_for_status=False,
-        status_codes=(),
-        exceptions=(),
-        retry_condition=_submit_retry(max_delay),
-        request_max_attempts=runtime.request_max_attempts,
-        request_backoff_factor=runtime.request_backoff_factor,
-        request_max_retry_delay=max_delay,
-        respect_retry_after_header=True,
-    ).session
-    client = ProviderRESTClient(
+    client = build_client(
         SPEC,
-        stats or RequestStats(),
-        max_delay,
-        base_url=base_url,
-        auth=HttpBasicAuth(username, password),
-        session=session,
+        base_url,
+        HttpBasicAuth(username, password),
+        stats=stats,
+        retry_status=(),
+        retry_exceptions=(),
+        retry_condition=_submit_retry,
     )
     install_pacing(client, limiter)
     return client

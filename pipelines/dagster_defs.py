@@ -10,6 +10,14 @@ data), loads Parquet where the destination takes it and runs the provider's afte
 All of a provider's resources share one pipeline state and one load, so materialising any of
 them syncs the whole provider. A failed sync fails the run with the runner's error text.
 
+Being `sync`, a materialisation holds what `scrapesync sync` holds: the provider's run lease
+(`pipelines/lease.py`; another run of the provider, from any orchestrator or the command line,
+waits, then fails with one line naming the holder) and a DuckDB destination file only while it
+uses it (waited for with bounded retries). Everything a later run needs (dlt state, a
+provider's job ledger, the webhook inbox) is in the destination, so a run on a fresh worker with
+an empty dlt data dir continues where the last one stopped (tests/test_orchestration.py submits
+jobs in one run and collects them in later ones, each on a new, wiped data dir).
+
 A provider is included when its settings resolve (`Provider.is_configured`), the same rule
 `scrapesync sync` uses; the destination is `[scrapesync] destination` in config.toml (env
 SCRAPESYNC__DESTINATION, default duckdb), configured further the dlt way.

@@ -1,11 +1,14 @@
 """`scrapesync demo`: every provider, from the in-process sandbox, into a local DuckDB file.
 
 Syncs once, lets the sandbox's data change (updates, deletes, new records), syncs again
-incrementally, then checks the tables against the sandbox's own truth and runs a sample query.
+incrementally, then checks the tables against the sandbox's own truth and runs a sample query,
+builds the dbt models (when the `dbt` extra is installed) and writes the HTML report beside the
+DuckDB file.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -40,8 +43,46 @@ def run_demo(db_path: str) -> int:
         )
         ok = _sync_all(sandbox, destination, work, "second sync (incremental)") and ok
         ok = _check(sandbox, path) and ok
-    _sample(path)
+        _sample(path)
+        ok = _build_models(path) and ok
+        ok = _build_report(destination, path, work) and ok
     return 0 if ok else 1
+
+
+def _build_models(path: Path) -> bool:
+    """The dbt models (`scrapesync transform`) over the demo file; skipped, not failed, when
+    the transform module or dbt (the `dbt` extra) is not installed."""
+    print("\n== models (scrapesync transform)")
+    if importlib.util.find_spec("dbt") is None:  # the README's set-up installs no extra
+        print("models skipped: dbt is not installed (pip install -e '.[dbt]')")
+        return True
+    try:
+        from scrapesync.pipelines.transform import build_models
+
+        result = build_models(destination="duckdb", db_path=str(path))
+    except ImportError as exc:
+        print(f"models skipped: {exc} (install the dbt extra: pip install -e '.[dbt]')")
+        return True
+    for line in result.summary:
+        print(line)
+    return bool(result.ok)
+
+
+def _build_report(destination: Any, path: Path, work: str) -> bool:
+    """The HTML report of the demo file, beside it (`scrapesync report`)."""
+    from scrapesync.pipelines.html_report import build_report
+
+    output = report_path(path)
+    if not build_report(destination, output, pipelines_dir=work):
+        print("\nreport: nothing to report (no sync recorded)")
+        return False
+    print(f"\nreport: {output}  (open it in a browser)")
+    return True
+
+
+def report_path(db_path: Path) -> Path:
+    """Where the demo writes its report: `<db name>_report.html` beside the DuckDB file."""
+    return db_path.with_name(f"{db_path.stem}_report.html")
 
 
 def _sync_all(sandbox: Sandbox, destination: Any, work: str, title: str) -> bool:

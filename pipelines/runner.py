@@ -10,8 +10,11 @@ Contract relied on by users' schedulers and by the tests:
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +24,17 @@ from dlt.common.destination import Destination
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from scrapesync.pipelines.lease import LeaseHeldError, acquire
 from scrapesync.pipelines.metrics import custom_metrics, record_sync
 from scrapesync.pipelines.report import SyncReport, TableReport
+from scrapesync.pipelines.warehouse import DestinationUnavailableError, hold_destination
 from scrapesync.sources.common.errors import ProviderAPIError
-from scrapesync.sources.common.provider import Provider, merge_tables
+from scrapesync.sources.common.provider import Provider, merge_tables, setting
+from scrapesync.sources.common.redact import (
+    redact,
+    register_run_secrets,
+    register_setting_secrets,
+)
 
 PIPELINE_PREFIX = "scrapesync_"
 DEFAULT_DUCKDB_FILE = "scrapesync.duckdb"
@@ -35,8 +45,15 @@ class SyncError(Exception):
     """A sync that failed, with what the user should do about it."""
 
 
-def destination_for(name: Any) -> Any:
+@dataclass
+class NotRunReport(SyncReport):
+    """A sync that did not start: another run held the provider's lease for the whole wait."""
+
+
+def destination_for(name: Any, read_only: bool = False) -> Any:
     """`name` as a dlt destination; plain `duckdb` defaults to ./scrapesync.duckdb.
+
+    `read_only` opens a DuckDB file read-only (`scrapesync status`), configured or default.
 
     The default DuckDB file gets a bounded memory budget: DuckDB otherwise takes up to 80% of
     RAM for the merge of a large load (measured: 874 MiB peak for 200k scraped outputs, 391 MiB
@@ -46,10 +63,23 @@ def destination_for(name: Any) -> Any:
     """
     if name == "duckdb" and _configured_duckdb() is None:
         credentials = DuckDbCredentials(
-            str(Path.cwd() / DEFAULT_DUCKDB_FILE), global_config=dict(DUCKDB_DEFAULTS)
+            str(Path.cwd() / DEFAULT_DUCKDB_FILE),
+            global_config=dict(DUCKDB_DEFAULTS),
+            read_only=read_only,
         )
         return dlt.destinations.duckdb(credentials=credentials)
+    if name == "duckdb" and read_only:
+        return dlt.destinations.duckdb(
+            credentials=DuckDbCredentials(_configured_duckdb_path(), read_only=True)
+        )
     return name
+
+
+def _configured_duckdb_path() -> str:
+    configured = _configured_duckdb()
+    if isinstance(configured, str):
+        return configured
+    return str(dict(configured).get("database") or DEFAULT_DUCKDB_FILE)
 
 
 def _configured_duckdb() -> Any:
@@ -99,19 +129,75 @@ def sync(
     report = SyncReport(provider.name)
     started = time.monotonic()
     pipeline: dlt.Pipeline | None = None
-    try:
-        pipeline = pipeline_for(provider.name, destination, progress, pipelines_dir)
-        _run(pipeline, provider, report, full_refresh, discard_pending, source_options or {})
-    except SyncError as exc:
-        report.ok, report.error = False, str(exc)
-    except PipelineStepFailed as exc:
-        report.ok, report.error = False, describe_failure(provider.name, exc)
-    except (ProviderAPIError, ValueError) as exc:
-        report.ok, report.error = False, str(exc)
-    report.seconds = time.monotonic() - started
-    # scrape_runs, completeness checks and sync_runs (pipelines/metrics.py); never raises
-    record_sync(pipeline, provider, report)
+    # every configured secret is known (and every log line redacted) before a request is sent
+    register_run_secrets(source_options)
+    register_setting_secrets(f"sources.{provider.name}", provider.required, setting)
+    with ExitStack() as lease:  # held until the sync is recorded
+        try:
+            lease.enter_context(run_lease(provider.name, destination))
+            pipeline = pipeline_for(provider.name, destination, progress, pipelines_dir)
+            _run(pipeline, provider, report, full_refresh, discard_pending, source_options or {})
+        except LeaseHeldError as exc:
+            return not_run(report, exc, started)
+        except DestinationUnavailableError as exc:
+            report.ok, report.error = False, describe_unavailable(provider.name, destination, exc)
+            pipeline = None  # a destination that cannot be opened cannot record the failure
+        except SyncError as exc:
+            report.ok, report.error = False, str(exc)
+        except PipelineStepFailed as exc:
+            report.ok, report.error = False, describe_failure(provider.name, exc)
+        except (ProviderAPIError, ValueError) as exc:
+            report.ok, report.error = False, str(exc)
+        # the printed report and `scrapesync.sync_runs.error` never hold a secret
+        report.error = redact(report.error) if report.error is not None else None
+        report.seconds = time.monotonic() - started
+        # scrape_runs, completeness checks and sync_runs (pipelines/metrics.py); never raises
+        record_sync_held(pipeline, provider, report)
     return report
+
+
+@contextmanager
+def run_lease(provider: str, destination: Any, purpose: str = "sync") -> Iterator[None]:
+    """Hold the provider's run lease (pipelines/lease.py) for the block.
+
+    The lease is taken through a pipeline object of its own, in a throwaway working dir: runs
+    sharing one data dir would race to create the provider's working dir, and the sync builds
+    its own pipeline inside the lease, so it reads that dir as the previous holder left it.
+    """
+    with tempfile.TemporaryDirectory(prefix="scrapesync-lease-") as scratch:
+        probe = pipeline_for(provider, destination, pipelines_dir=scratch)
+        with acquire(provider, probe, purpose=purpose):
+            yield
+
+
+def not_run(report: SyncReport, exc: LeaseHeldError, started: float) -> NotRunReport:
+    """The report of a sync that never started; it writes no `sync_runs` row (the holder
+    records its own run)."""
+    return NotRunReport(
+        report.provider, ok=False, error=str(exc), seconds=time.monotonic() - started
+    )
+
+
+def describe_unavailable(provider: str, destination: Any, exc: DestinationUnavailableError) -> str:
+    """One line: the provider, the destination, why it cannot be opened and the fix."""
+    name = destination if isinstance(destination, str) else type(destination).__name__
+    return (
+        f"{provider}: destination {name} unavailable: {exc}; no sync_runs row written for this "
+        "failure (the destination cannot be opened); the next sync that opens it records its own"
+    )
+
+
+def record_sync_held(pipeline: dlt.Pipeline | None, provider: Provider, report: SyncReport) -> None:
+    """`record_sync` with the DuckDB file held (another process may be loading into it)."""
+    if pipeline is None:
+        return
+    try:
+        with hold_destination(pipeline):
+            record_sync(pipeline, provider, report)
+    except DestinationUnavailableError as exc:
+        message = f"{provider.name}: sync_runs / scrape_runs not written: {exc}"
+        logger.warning(message)
+        report.warnings.append(message)
 
 
 def _run(
@@ -122,13 +208,17 @@ def _run(
     discard_pending: bool,
     options: dict[str, Any],
 ) -> None:
-    if discard_pending:
-        _discard_pending(pipeline)
-    report.recovered_packages = finish_pending(pipeline, provider)
-    # the three steps of `pipeline.run`, spelled out to choose the load workers; restoring the
-    # state from the destination first is what `run` does too (an ephemeral runner keeps none)
-    pipeline.sync_destination()
-    before = {} if full_refresh else row_counts(pipeline, keyed_tables(pipeline))
+    # a DuckDB file is held only while the destination is used (before extract, after
+    # normalize): other processes load into it while this one reads the provider's API
+    with hold_destination(pipeline):
+        if discard_pending:
+            _discard_pending(pipeline)
+        report.recovered_packages = finish_pending(pipeline, provider)
+        # the three steps of `pipeline.run`, spelled out to choose the load workers; restoring
+        # the state from the destination first is what `run` does too (an ephemeral runner
+        # keeps none)
+        pipeline.sync_destination()
+        before = {} if full_refresh else row_counts(pipeline, keyed_tables(pipeline))
     source = provider.source(stats=report.stats, **options)
     pipeline.extract(
         source,
@@ -136,17 +226,30 @@ def _run(
         refresh="drop_sources" if full_refresh else None,
     )
     pipeline.normalize()
-    info = pipeline.load(workers=load_workers(pipeline))
-    run_post_load(pipeline, provider)
-    tables = keyed_tables(pipeline)
-    after = row_counts(pipeline, tables)
-    written = written_counts(pipeline, tables, info.loads_ids)
+    with hold_pending(pipeline):
+        info = pipeline.load(workers=load_workers(pipeline))
+        run_post_load(pipeline, provider)
+        tables = keyed_tables(pipeline)
+        after = row_counts(pipeline, tables)
+        written = written_counts(pipeline, tables, info.loads_ids)
     deletes = custom_metrics(pipeline, "deleted:")  # delete changes received per table
     report.tables = [
         table_report(table, before.get(table, 0), after.get(table, 0), written, deletes)
         for table in tables
         if table in after  # tables an option turns on (e.g. history) exist only when it is on
     ]
+
+
+@contextmanager
+def hold_pending(pipeline: dlt.Pipeline) -> Iterator[None]:
+    """`hold_destination` for the load: a file it cannot open leaves the package pending."""
+    try:
+        with hold_destination(pipeline):
+            yield
+    except DestinationUnavailableError as exc:
+        raise DestinationUnavailableError(
+            f"{exc}; the extracted data stays pending and the next sync loads it", exc.reason
+        ) from exc
 
 
 def keyed_tables(pipeline: dlt.Pipeline) -> list[str]:

@@ -9,7 +9,13 @@ states one (`Provider.retention_hours`).
 
 Exit code: 0 healthy; 1 when a provider's last sync failed, its last successful sync is older
 than `max_age_hours`, or a completeness check of its last sync found a shortfall; 2 when the
-destination holds no sync record at all.
+destination holds no sync record at all; 75 when a sync held the DuckDB file for the whole
+wait (try again).
+
+It only reads, through a read-only connection (a read-only DuckDB file, a PostgreSQL session of
+read-only transactions), so it never changes the destination and runs while syncs do. A DuckDB
+file is one process's at a time while that process writes: status waits for it (bounded), then
+says that a sync holds it.
 """
 
 from __future__ import annotations
@@ -24,9 +30,25 @@ import pendulum
 from scrapesync.pipelines import registry
 from scrapesync.pipelines.metrics import SYNC_CHECKS, SYNC_RUNS, WHOLE_SYNC
 from scrapesync.pipelines.unified import TABLE as SCRAPE_RUNS
-from scrapesync.pipelines.warehouse import Warehouse, open_warehouse
+from scrapesync.pipelines.warehouse import (
+    DestinationUnavailableError,
+    Warehouse,
+    hold_destination,
+    open_warehouse,
+)
 
 DEFAULT_MAX_AGE_HOURS: Final = 24.0
+DEFAULT_WAIT_S: Final = 30.0
+EXIT_NO_RECORD: Final = 2
+EXIT_BUSY: Final = 75
+
+
+class StatusUnavailable(Exception):  # noqa: N818 (reads as `except StatusUnavailable`)
+    """The destination could not be read; `exit_code` is what `scrapesync status` returns."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass
@@ -51,10 +73,33 @@ class ProviderStatus:
     open_jobs: list[dict[str, Any]] = field(default_factory=list)
 
 
-def collect(pipeline: dlt.Pipeline, max_age_hours: float) -> list[ProviderStatus]:
-    """Every provider with a sync record, newest facts first; [] when there is none."""
+def collect(
+    pipeline: dlt.Pipeline, max_age_hours: float, wait_seconds: float = DEFAULT_WAIT_S
+) -> list[ProviderStatus]:
+    """Every provider with a sync record, newest facts first; [] when there is none.
+
+    Raises:
+        StatusUnavailable: a sync held the DuckDB file for `wait_seconds`, or it cannot be
+            opened (a file that does not exist yet holds no record: [] instead).
+    """
+    try:
+        with hold_destination(pipeline, wait_seconds):
+            return _collect(pipeline, max_age_hours)
+    except DestinationUnavailableError as exc:
+        if exc.reason == "missing":
+            return []
+        if exc.reason == "busy":
+            raise StatusUnavailable(
+                f"a sync holds the destination file: {exc}; run status again later "
+                "(or with a longer --wait)",
+                EXIT_BUSY,
+            ) from exc
+        raise StatusUnavailable(f"destination unavailable: {exc}", 1) from exc
+
+
+def _collect(pipeline: dlt.Pipeline, max_age_hours: float) -> list[ProviderStatus]:
     now = pendulum.now("UTC")
-    with open_warehouse(pipeline) as warehouse:
+    with open_warehouse(pipeline, read_only=True) as warehouse:
         if not warehouse.exists(SYNC_RUNS):
             return []
         statuses: dict[str, ProviderStatus] = {}

@@ -11,20 +11,39 @@ qualified with the catalog on DuckDB (the one guarded dialect difference); colum
 from the destination's own dlt type mapper, and the SQL is plain (CREATE ... IF NOT EXISTS,
 INSERT ... SELECT, DELETE ... WHERE, CASE, EXTRACT(EPOCH ...)), which DuckDB and PostgreSQL both
 run.
+
+A DuckDB file has one writer process at a time: while one process has it open, every other
+process fails to open it, read-only or not. `hold_destination` opens the file in this process
+and keeps it open for a block of destination work; it waits for another process to let go, with
+bounded retries (`scrapesync.duckdb_wait_seconds`, env SCRAPESYNC__DUCKDB_WAIT_SECONDS) and one
+progress line. While it is open, dlt's own connections in this process reuse DuckDB's instance
+of the file and never hit the lock (README, "Concurrency").
 """
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Final, Literal
 
 import dlt
+from dlt.common import logger
 from dlt.common.destination.capabilities import DataTypeMapper
+from dlt.destinations.impl.duckdb.configuration import DuckDbBaseCredentials
 from dlt.destinations.sql_client import SqlClientBase
 
 DATASET = "scrapesync"
+FILE_WAIT_KEY: Final = "scrapesync.duckdb_wait_seconds"
+DEFAULT_FILE_WAIT_S: Final = 300.0
+MAX_WAIT_S: Final = 86_400.0
+# DuckDB's message when another process holds the file: `Could not set lock on file ...:
+# Conflicting lock is held in <exe> (PID <n>)`
+LOCK_HELD: Final = "Could not set lock on file"
+_HOLDER_PID = re.compile(r"\(PID (\d+)\)")
 # column name -> dlt data type; the destination's type mapper turns these into its own types
 Columns = Sequence[tuple[str, str]]
 
@@ -63,7 +82,7 @@ class Warehouse:
         """Run `sql` (`%s` placeholders, dlt converts them per driver); rows or []."""
         return [tuple(row) for row in self.client.execute_sql(sql, *args) or []]
 
-    def ensure_table(self, name: str, columns: Columns) -> None:
+    def ensure_table(self, name: str, columns: Columns, primary_key: Sequence[str] = ()) -> None:
         """Create `scrapesync.<name>` with `columns` unless it exists (types per destination)."""
         if name in self._created or self.exists(name):
             self._created.add(name)
@@ -80,6 +99,8 @@ class Warehouse:
             )
             for col, kind in columns
         )
+        if primary_key:
+            defs += f", PRIMARY KEY ({', '.join(self.column(col) for col in primary_key)})"
         self.execute(f"CREATE TABLE IF NOT EXISTS {self.table(name)} ({defs})")
         self._created.add(name)
 
@@ -106,7 +127,136 @@ def is_duckdb(pipeline: dlt.Pipeline) -> bool:
 
 
 @contextmanager
-def open_warehouse(pipeline: dlt.Pipeline) -> Iterator[Warehouse]:
-    """A `Warehouse` on `pipeline`'s destination (creating tables needs a pipeline that ran)."""
+def open_warehouse(pipeline: dlt.Pipeline, read_only: bool = False) -> Iterator[Warehouse]:
+    """A `Warehouse` on `pipeline`'s destination (creating tables needs a pipeline that ran).
+
+    `read_only`: on PostgreSQL every transaction of the session is read-only; a DuckDB file is
+    read-only when its credentials say so (`destination_for(..., read_only=True)`).
+    """
     with pipeline.sql_client() as client:
+        if read_only and not is_duckdb(pipeline):
+            client.execute_sql("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
         yield Warehouse(client, is_duckdb(pipeline), pipeline)
+
+
+class DestinationUnavailableError(Exception):
+    """The destination cannot be opened: held by another process beyond the wait (`busy`), a
+    read-only DuckDB file that does not exist (`missing`), or anything else (`error`)."""
+
+    def __init__(self, message: str, reason: Literal["busy", "missing", "error"]) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class DuckDbFile:
+    """The DuckDB file a pipeline loads into, as dlt's resolved credentials open it."""
+
+    path: str
+    read_only: bool
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+
+def duckdb_file(pipeline: dlt.Pipeline) -> DuckDbFile | None:
+    """The pipeline's DuckDB file; None for other destinations and for in-process databases."""
+    if not is_duckdb(pipeline):
+        return None
+    credentials = pipeline.destination_client().config.credentials
+    if not isinstance(credentials, DuckDbBaseCredentials) or credentials.external_conn():
+        return None
+    database = getattr(credentials, "database", None)
+    if not isinstance(database, str) or database.startswith(":"):
+        return None
+    return DuckDbFile(database, bool(credentials.read_only))
+
+
+def wait_setting(key: str, default: float) -> float:
+    """A wait in seconds from dlt config (`scrapesync.<name>`), bounded to [0, 1 day]."""
+    value: Any = dlt.config.get(key)
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} must be a number of seconds, got {value!r}") from None
+    if not 0 <= seconds <= MAX_WAIT_S:
+        raise ValueError(f"{key} must be between 0 and {MAX_WAIT_S:g} seconds, got {seconds:g}")
+    return seconds
+
+
+@contextmanager
+def hold_destination(pipeline: dlt.Pipeline, wait_seconds: float | None = None) -> Iterator[None]:
+    """Keep the pipeline's DuckDB file open in this process for the block (no-op elsewhere).
+
+    Waits up to `wait_seconds` (default `scrapesync.duckdb_wait_seconds`) for another process
+    to let go of the file, saying so once in the progress output; raises
+    `DestinationUnavailableError` when it cannot be opened. Nested holds are cheap: the process
+    already has the file open.
+    """
+    file = duckdb_file(pipeline)
+    if file is None:
+        yield
+        return
+    if wait_seconds is None:
+        wait_seconds = wait_setting(FILE_WAIT_KEY, DEFAULT_FILE_WAIT_S)
+    connection = open_duckdb_waiting(file, wait_seconds)
+    try:
+        yield
+    finally:
+        connection.close()
+
+
+def open_duckdb_waiting(file: DuckDbFile, wait_seconds: float) -> Any:
+    """A connection to `file`, retried while another process holds it, up to `wait_seconds`."""
+    import duckdb
+
+    deadline = time.monotonic() + wait_seconds
+    pause, announced = 0.1, False
+    while True:
+        try:
+            # the same settings dlt opens it with, so dlt's connections share this instance
+            return duckdb.connect(database=file.path, read_only=file.read_only, config={})
+        except duckdb.Error as exc:
+            if LOCK_HELD not in str(exc):
+                message = describe_open_error(file, exc)
+                raise DestinationUnavailableError(message, _reason(exc)) from exc
+            pid = _HOLDER_PID.search(str(exc))
+            holder = f" (PID {pid.group(1)})" if pid else ""
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DestinationUnavailableError(
+                    f"{file.name} is held by another process{holder} beyond the "
+                    f"{wait_seconds:g} s wait; let that run finish or raise "
+                    "SCRAPESYNC__DUCKDB_WAIT_SECONDS",
+                    "busy",
+                ) from exc
+            if not announced:
+                logger.warning(
+                    f"waiting for {file.name}, held by another process{holder}; "
+                    f"up to {wait_seconds:g} s"
+                )
+                announced = True
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 1.0)
+
+
+def _reason(exc: BaseException) -> Literal["missing", "error"]:
+    return "missing" if "database does not exist" in str(exc) else "error"
+
+
+def describe_open_error(file: DuckDbFile, exc: BaseException) -> str:
+    """Why `file` cannot be opened, and the fix."""
+    folder = Path(file.path).parent
+    text = str(exc)
+    if "database does not exist" in text:
+        return f"{file.path} does not exist yet (no sync has written it)"
+    if "No such file or directory" in text:
+        fix = f"create the directory {folder} or point DESTINATION__DUCKDB__CREDENTIALS elsewhere"
+    elif "Read-only file system" in text or "Permission denied" in text:
+        fix = f"make {folder} writable or point DESTINATION__DUCKDB__CREDENTIALS elsewhere"
+    else:
+        fix = "check the file and DESTINATION__DUCKDB__CREDENTIALS"
+    return f"{file.path} cannot be opened ({text.splitlines()[0]}); fix: {fix}"

@@ -11,13 +11,15 @@ import base64
 import hashlib
 import http.client
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_USER = "sandbox_user"
 DEFAULT_PASSWORD = "sandbox_pass"  # a sandbox credential, not a secret
-EPOCH = datetime(2025, 3, 1, 9, 0, 0)
+# the virtual clock starts at the real time the sandbox is loaded, as a real account's jobs
+# do: a job's `updated_at` must never precede the moment scrapesync submitted it
+EPOCH = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 STEP = timedelta(hours=1)
 FIRST_JOB_ID = 7_300_439_540_206_948_353
 FIRST_SCHEDULE_ID = 3_809_594_044_634_907_291

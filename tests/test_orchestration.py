@@ -9,7 +9,9 @@ Airflow runs in a child interpreter (`airflow_child`) with its own AIRFLOW_HOME,
 SQLite metadata DB and temp dir: Airflow reads its home once per process and configures
 logging and its ORM globally, and dlt's `PipelineTasksGroup` rewrites the process's dlt
 environment variables. The child is also how Airflow meets the file: a fresh interpreter
-importing it from the DAG folder.
+importing it from the DAG folder. Every local file a child writes (dlt's working dirs, the
+lease's scratch pipelines) is under its temp dir; wiping that dir between runs makes the next
+run a fresh worker that shares only the destination (./scrapesync.duckdb) with the last one.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from scrapesync.pipelines.runner import pipeline_for
+from scrapesync.pipelines.runner import pipeline_for, run_lease
 from scrapesync.sandbox.truth import mismatches
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +35,10 @@ DAG_FILE = ROOT / "pipelines" / "airflow_dag.py"
 # Airflow's first start (DB creation, the in-process execution API of `dag.test()`) takes
 # 30-60 s on a loaded 2-core machine
 CHILD_TIMEOUT = 240
+# the Oxylabs test's submit task reads its queries from this file (one per line)
+SUBMIT_FILE = "SCRAPESYNC_TEST_SUBMIT_FILE"
+OXYLABS_QUERIES = [f"orchestrated {n}" for n in range(12)]
+OXYLABS_BATCH = 5  # 12 queries: three batches, three POSTs
 
 
 def require(module: str, extra: str) -> None:
@@ -116,13 +122,66 @@ def test_given_dagster_when_the_sync_fails_then_the_run_fails_with_the_providers
     assert "reworkd: GET /v1/outputs/g-a returned HTTP 401" in str(failure.event_specific_data)
 
 
+def test_given_dagster_when_oxylabs_jobs_are_submitted_in_one_run_then_materialisations_on_wiped_dirs_collect_each_once(  # noqa: E501
+    make_sandbox: Any, monkeypatch: pytest.MonkeyPatch, isolated: Path
+) -> None:
+    require("dagster_dlt", "dagster")
+    import dagster as dg
+
+    from scrapesync.pipelines.dagster_defs import build_definitions
+
+    sandbox = make_sandbox(oxylabs={"workdir": str(isolated / "oxylabs-sandbox")})
+    api = sandbox.providers["oxylabs"]
+    configure(monkeypatch, sandbox, "oxylabs")
+    queries = isolated / "queries.txt"
+    queries.write_text("\n".join(OXYLABS_QUERIES) + "\n")
+    monkeypatch.setenv(SUBMIT_FILE, str(queries))
+
+    @dg.op
+    def submit_queries() -> None:
+        submit_oxylabs_queries()
+
+    @dg.job
+    def submit() -> None:
+        submit_queries()
+
+    assets = [
+        a for a in build_definitions(["oxylabs"]).assets or [] if isinstance(a, dg.AssetsDefinition)
+    ]
+    # every run on a new, empty dlt data dir, wiped afterwards: only the destination persists
+    for run in range(2):
+        for step in ("submit", "sync"):
+            data_dir = isolated / f"worker-{run}-{step}"
+            monkeypatch.setenv("DLT_DATA_DIR", str(data_dir))
+            if step == "submit":  # the same queries again in the second run: none sent twice
+                result = submit.execute_in_process(instance=dg.DagsterInstance.ephemeral())
+            else:
+                result = dg.materialize(assets, instance=dg.DagsterInstance.ephemeral())
+            assert result.success, (run, step)
+            shutil.rmtree(data_dir, ignore_errors=True)
+        if run == 0:
+            api.advance()  # every submitted job finishes
+
+    posts = sandbox.requests.entries("oxylabs", "/v1/queries/batch$")
+    assert [r.method for r in posts] == ["POST"] * 3, "one POST per batch, none sent twice"
+    monkeypatch.setenv("DLT_DATA_DIR", str(isolated / "reader"))
+    pipeline = reader("oxylabs")
+    assert mismatches(pipeline, "oxylabs", api) == []
+    with pipeline.sql_client() as client:
+        ledger = client.execute_sql(
+            "SELECT query, status FROM oxylabs.jobs WHERE origin = 'submit'"
+        )
+    assert sorted(ledger) == sorted((q, "done") for q in OXYLABS_QUERIES)
+
+
 def airflow_child(mode: str, result_file: str) -> None:
     """Runs in the child interpreter (see `run_airflow`): parse the DAG folder, in mode `run`
-    also run the DAG once with `dag.test()`; the findings go to `result_file` as JSON."""
+    also run the DAG once with `dag.test()`, in mode `submit` with an Oxylabs submit task
+    first (`add_submit_task`); the findings go to `result_file` as JSON."""
     from airflow.dag_processing.dagbag import DagBag
 
     result: dict[str, Any] = {}
-    if mode == "run":
+    if mode in ("run", "submit"):
         from airflow.utils import db
 
         db.initdb()  # a SQLite file in AIRFLOW_HOME; `dag.test()` records its run there
@@ -139,11 +198,41 @@ def airflow_child(mode: str, result_file: str) -> None:
             }
             for name, node in dag.task_group.children.items()
         }
-        if mode == "run":
+        if mode == "submit":
+            add_submit_task(dag)
+        if mode in ("run", "submit"):
+            for task in dag.tasks:
+                task.retries = 0  # a failed task fails the run now, not after the retry delay
             run = dag.test()
             result["state"] = str(run.state)
             result["tasks"] = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     Path(result_file).write_text(json.dumps(result))
+
+
+def add_submit_task(dag: Any) -> None:
+    """A user's submit task upstream of the Oxylabs sync (`submit_oxylabs_queries`)."""
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    with dag:
+        submit = PythonOperator(task_id="oxylabs_submit", python_callable=submit_oxylabs_queries)
+    submit >> dag.get_task("oxylabs.scrapesync_oxylabs")
+
+
+def submit_oxylabs_queries() -> None:
+    """What a PythonOperator submitting Oxylabs jobs calls: the provider's run lease (as
+    `scrapesync oxylabs submit` takes it), then the submitter, whose ledger is in the
+    destination; the queries come from the file `SUBMIT_FILE` names."""
+    from scrapesync.pipelines.runner import run_lease
+    from scrapesync.sources.oxylabs import connect
+    from scrapesync.sources.oxylabs.cli import configured
+
+    values = [line for line in Path(os.environ[SUBMIT_FILE]).read_text().splitlines() if line]
+    options = configured(batch_size=OXYLABS_BATCH)
+    ox = connect(username=options.pop("username"), password=options.pop("password"), **options)
+    with run_lease("oxylabs", "duckdb", purpose="submit"):
+        report = ox.submitter.submit(values, "query", {"source": "google_search"})
+    if report.rejected or report.unknown:
+        raise RuntimeError(f"oxylabs submit: rejected {report.rejected}, unknown {report.unknown}")
 
 
 def run_airflow(mode: str, workdir: Path) -> dict[str, Any]:
@@ -184,6 +273,7 @@ def run_airflow(mode: str, workdir: Path) -> dict[str, Any]:
         pytest.fail(f"Airflow ({mode}) still running after {CHILD_TIMEOUT} s: {output!r}")
     assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-5000:]
     result: dict[str, Any] = json.loads(result_file.read_text())
+    result["output"] = child.stdout[-2000:] + child.stderr[-6000:]  # shown when an assert fails
     return result
 
 
@@ -239,3 +329,143 @@ def test_given_airflow_when_the_dag_runs_then_the_destination_is_synced_each_run
     assert all("created_after" in r.query for r in reads)
     # the run tasks wipe their working dirs (empty directories are dlt's own leftovers)
     assert [p for p in (isolated / "tmp").rglob("*") if p.is_file()] == []
+
+
+def test_given_another_run_holds_the_providers_lease_when_the_dag_runs_then_its_task_fails_with_one_line_naming_the_holder(  # noqa: E501
+    make_sandbox: Any, monkeypatch: pytest.MonkeyPatch, isolated: Path
+) -> None:
+    require("airflow", "airflow")
+    sandbox = make_sandbox(reworkd={"groups": ["g-a"], "records_per_group": 10})
+    configure(monkeypatch, sandbox, "reworkd")
+    monkeypatch.setenv("SCRAPESYNC__LEASE_WAIT_SECONDS", "1")
+
+    # e.g. `scrapesync sync reworkd` running on another worker
+    with run_lease("reworkd", "duckdb"):
+        result = run_airflow("run", isolated)
+
+    assert result["state"] == "failed"
+    assert result["tasks"] == {
+        "reworkd.scrapesync_reworkd": "failed",
+        "reworkd.reworkd_post_load": "upstream_failed",
+    }
+    assert "reworkd: not run, another run holds its lease (sync on host" in result["output"]
+    assert sandbox.requests.entries("reworkd") == [], "nothing read while another run syncs"
+
+
+def fresh_worker(workdir: Path) -> None:
+    """Wipe the child's temp dir: the next Airflow run shares only the destination."""
+    shutil.rmtree(workdir / "tmp", ignore_errors=True)
+
+
+def reader(provider: str) -> Any:
+    """The provider's pipeline as a reader elsewhere sees it: schema from the destination."""
+    pipeline = pipeline_for(provider)
+    pipeline.sync_destination()
+    return pipeline
+
+
+def test_given_airflow_when_oxylabs_jobs_are_submitted_in_a_task_then_a_later_run_on_a_wiped_worker_collects_each_once(  # noqa: E501
+    make_sandbox: Any, monkeypatch: pytest.MonkeyPatch, isolated: Path
+) -> None:
+    require("airflow", "airflow")
+    sandbox = make_sandbox(oxylabs={"workdir": str(isolated / "oxylabs-sandbox")})
+    api = sandbox.providers["oxylabs"]
+    configure(monkeypatch, sandbox, "oxylabs")
+    queries = isolated / "queries.txt"
+    queries.write_text("\n".join(OXYLABS_QUERIES) + "\n")
+    monkeypatch.setenv(SUBMIT_FILE, str(queries))
+    tasks = {
+        "oxylabs_submit": "success",
+        "oxylabs.scrapesync_oxylabs": "success",
+        "oxylabs.oxylabs_post_load": "success",
+    }
+
+    # run 1: submit, then a sync that finds every job still pending
+    first = run_airflow("submit", isolated)
+    assert (first["state"], first["tasks"]) == ("success", tasks), first["output"]
+    submitted = {job_id for job_id, status in api.truth().items() if status == "pending"}
+    assert len(submitted) >= len(OXYLABS_QUERIES)
+    api.advance()  # every job finishes
+    fresh_worker(isolated)
+    # run 2 on a wiped worker: the same submit task again, then the sync that collects
+    second = run_airflow("submit", isolated)
+    assert (second["state"], second["tasks"]) == ("success", tasks), second["output"]
+
+    posts = sandbox.requests.entries("oxylabs", "/v1/queries/batch$")
+    assert [r.method for r in posts] == ["POST"] * 3, "one POST per batch, none sent twice"
+    pipeline = reader("oxylabs")
+    assert mismatches(pipeline, "oxylabs", api) == []
+    with pipeline.sql_client() as client:
+        ledger = client.execute_sql(
+            "SELECT query, status FROM oxylabs.jobs WHERE query IS NOT NULL"
+        )
+        batches = client.execute_sql(
+            "SELECT state, size FROM oxylabs.submissions WHERE batch_id IN "
+            "(SELECT batch_id FROM oxylabs.jobs WHERE origin = 'submit')"
+        )
+    assert sorted(ledger) == sorted((q, "done") for q in OXYLABS_QUERIES)
+    assert sorted(batches) == [("submitted", 2), ("submitted", 5), ("submitted", 5)]
+
+
+def test_given_a_running_listener_when_webhooks_arrive_then_the_next_airflow_run_reads_them_first_and_acknowledges(  # noqa: E501
+    make_sandbox: Any, monkeypatch: pytest.MonkeyPatch, isolated: Path
+) -> None:
+    require("airflow", "airflow")
+    from scrapesync.pipelines.listen import IntakeServer, NotificationStore
+    from scrapesync.sandbox.outscraper import DEFAULT_KEY
+    from scrapesync.sources.outscraper.cli import webhook_handler
+
+    # the listener: a long-running service beside Airflow, storing into the destination
+    # (./scrapesync.duckdb); its spool dir is its own, never seen by the workers
+    store = NotificationStore(isolated / "listener-spool")
+    intake = IntakeServer(store, {"outscraper": webhook_handler(DEFAULT_KEY)}).start()
+    try:
+        sandbox = make_sandbox(
+            outscraper={
+                "webhook_url": f"{intake.url}/outscraper/hook",
+                "webhook_dir": str(isolated / "listener-spool"),
+            }
+        )
+        api = sandbox.providers["outscraper"]
+        configure(monkeypatch, sandbox, "outscraper")
+        first = run_airflow("run", isolated)
+        assert first["state"] == "success", first["output"]
+
+        running = next(t for t in api.tasks.values() if t.status == "IN_PROGRESS")
+        waiting = next(r for r in api.requests.values() if r.status == "Pending")
+        api.finish_task(running.id)
+        api.finish_request(waiting.id)
+        assert [status for _, _, status in api.deliveries] == [200, 200]
+        notified = {(n.kind, n.object_id) for n in store.pending("outscraper")}
+        assert notified == {("task", running.id), ("request", waiting.id)}
+        store.db.release()  # the file is free for the DAG run
+        sandbox.requests.clear()
+        fresh_worker(isolated)
+        # the request is known only from its webhook: finished requests are not listed
+        monkeypatch.setenv("SOURCES__OUTSCRAPER__DISCOVER_REQUESTS", "false")
+
+        second = run_airflow("run", isolated)
+
+        assert second["state"] == "success", second["output"]
+        paths = [r.path for r in sandbox.requests.entries("outscraper") if "/files/" not in r.path]
+        assert paths.index(f"/tasks/{running.id}") < paths.index("/tasks"), "notified first"
+        assert f"/requests/{waiting.id}" in paths
+        assert store.pending("outscraper") == []
+        acked = store.db.query(
+            "SELECT kind, object_id FROM notifications WHERE provider = ? AND acked_at IS NOT NULL",
+            ["outscraper"],
+        )
+        assert {(row["kind"], row["object_id"]) for row in acked} == notified
+        store.db.release()
+        pipeline = reader("outscraper")
+        with pipeline.sql_client() as client:
+            status = client.execute_sql(
+                f"SELECT status FROM outscraper.tasks WHERE id = '{running.id}'"
+            )
+            results = client.execute_sql(
+                f"SELECT count(*) FROM outscraper.request_results WHERE request_id = '{waiting.id}'"
+            )
+        assert status == [("SUCCESS",)]
+        assert results[0][0] > 0
+    finally:
+        intake.stop()

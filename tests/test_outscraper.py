@@ -223,7 +223,7 @@ def test_given_a_wrong_key_then_clear_error_without_the_secret(os_: Any) -> None
     assert "SOURCES__OUTSCRAPER__API_KEY" in report.error
     assert "os_live_secret_123" not in report.error
     with pytest.raises(Exception, match="401"):
-        run_action("terminate", "x", "nope", os_.sandbox.url("outscraper"))
+        run_action("terminate", "20211211132758c8e9", "nope", os_.sandbox.url("outscraper"))
 
 
 def test_given_a_broken_file_download_then_nothing_is_lost_and_next_sync_loads_it(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ from scrapesync.pipelines.cli import main
 from scrapesync.sandbox import FaultRule
 from scrapesync.sandbox.outscraper import DEFAULT_KEY
 from scrapesync.sources.common.inbox import StoredNotification
+from scrapesync.sources.common.statedb import SPOOL_FILE, Spool
 from scrapesync.sources.outscraper.cli import webhook_handler
 
 
@@ -27,10 +31,12 @@ def intake(tmp_path: Path) -> Iterator[listen.IntakeServer]:
 
 @pytest.fixture
 def hooked(harness: Any, intake: listen.IntakeServer) -> Any:
+    # the intake stores into the destination (./scrapesync.duckdb), which the sync reads;
+    # `webhook_dir` (the spool) turns webhooks on in the sandbox's options
     return harness(
         "outscraper",
         webhook_url=f"{intake.url}/outscraper/hook",
-        webhook_dir=str(intake.store.path.parent),
+        webhook_dir=str(intake.store.db.spool_dir),
     )
 
 
@@ -158,7 +164,7 @@ def test_cli_restart_and_terminate_print_clear_results(
     assert "404" in err
     assert f"task '{task_id}' does not exist" in err
     monkeypatch.setenv("SOURCES__OUTSCRAPER__API_KEY", "wrong")
-    assert main(["outscraper", "restart", "x"]) == 1
+    assert main(["outscraper", "restart", "20211211132758c8e9"]) == 1
     assert "SOURCES__OUTSCRAPER__API_KEY" in capsys.readouterr().err
 
 
@@ -169,3 +175,50 @@ def test_listen_is_a_command_with_every_registered_handler() -> None:
     assert args.func is listen.cmd_listen
     assert args.port == 9999
     assert "outscraper" in listen.provider_handlers()
+
+
+HOLD = """
+import duckdb, sys
+db = duckdb.connect(sys.argv[1])  # as a running sync's load holds the file
+print("held", flush=True)
+sys.stdin.readline()
+db.close()
+"""
+
+
+def test_given_another_process_holds_the_duckdb_file_then_a_webhook_is_spooled_and_flushed(
+    hooked: Any, intake: listen.IntakeServer
+) -> None:
+    hooked.sync()
+    intake.store.db.release()  # this process lets go of the file, as between two writes
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(hooked.db_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        running = next(t for t in hooked.api.tasks.values() if t.status == "IN_PROGRESS")
+        hooked.api.finish_task(running.id)
+        assert [status for _, _, status in hooked.api.deliveries] == [200]
+        spool = Spool.at(Path(str(intake.store.db.spool_dir)) / SPOOL_FILE)
+        assert spool.pending() == 1, "kept locally while the file is held"
+    finally:
+        if holder.stdin is not None:
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+        holder.wait(timeout=60)
+
+    for _ in range(600):  # the background flush takes the file once it is free
+        if not spool.pending():
+            break
+        time.sleep(0.1)
+    assert spool.pending() == 0
+    assert [n.object_id for n in pending(intake)] == [running.id]
+    hooked.sync()
+    assert hooked.scalar(f"SELECT status FROM outscraper.tasks WHERE id = '{running.id}'") == (
+        "SUCCESS"
+    )
+    assert pending(intake) == []

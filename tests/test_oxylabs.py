@@ -18,9 +18,17 @@ from scrapesync.sources.oxylabs.cli import ListenHandler
 TOKEN = "tok-0123456789abcdef"
 
 
+def in_destination(h: Any) -> Any:
+    """The harness without the sandbox's local `journal_path`: the ledger lives in the
+    destination (./scrapesync.duckdb), as in production."""
+    options = h.options
+    h.options = lambda **o: {k: v for k, v in options(**o).items() if k != "journal_path"}
+    return h
+
+
 @pytest.fixture
 def ox(harness: Any, tmp_path: Any) -> Any:
-    return harness("oxylabs", schedules=0, workdir=str(tmp_path / "sandbox"))
+    return in_destination(harness("oxylabs", schedules=0, workdir=str(tmp_path / "sandbox")))
 
 
 def client(h: Any, **overrides: Any) -> Any:
@@ -131,7 +139,9 @@ def test_given_results_expired_when_synced_then_jobs_are_marked_expired_with_a_w
 def test_given_faulted_jobs_then_reason_is_kept_and_612_jobs_are_resubmitted_once(
     harness: Any, tmp_path: Any
 ) -> None:
-    h = harness("oxylabs", schedules=0, fault_every=2, workdir=str(tmp_path / "sandbox"))
+    h = in_destination(
+        harness("oxylabs", schedules=0, fault_every=2, workdir=str(tmp_path / "sandbox"))
+    )
     values = [f"q{n}" for n in range(8)]
     submit(h, values)
     h.api.advance()
@@ -168,7 +178,7 @@ def test_given_storage_mode_then_results_come_from_the_bucket_not_the_api(ox: An
 def test_given_scheduler_ids_above_2_pow_53_then_they_are_stored_exactly(
     harness: Any, tmp_path: Any
 ) -> None:
-    h = harness("oxylabs", schedules=2, workdir=str(tmp_path / "sandbox"))
+    h = in_destination(harness("oxylabs", schedules=2, workdir=str(tmp_path / "sandbox")))
     h.api.advance()
     h.api.advance()
     h.sync()
@@ -258,7 +268,9 @@ def test_given_a_forged_callback_then_it_is_rejected_and_nothing_is_stored(
 def test_given_a_tight_rate_limit_then_the_sync_slows_down_and_loses_nothing(
     harness: Any, tmp_path: Any
 ) -> None:
-    h = harness("oxylabs", schedules=0, rate_limit=15, workdir=str(tmp_path / "sandbox"))
+    h = in_destination(
+        harness("oxylabs", schedules=0, rate_limit=15, workdir=str(tmp_path / "sandbox"))
+    )
     submit(h, [f"r{n}" for n in range(40)])
     h.api.advance()
     report = h.sync(concurrency=8, requests_per_second=100)

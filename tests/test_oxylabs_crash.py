@@ -1,28 +1,40 @@
 """The promise, proven by SIGKILL: a query is never submitted twice by accident, and a
-submitted job is never forgotten.
+submitted job is never forgotten, with the ledger in the destination (DuckDB and PostgreSQL).
 
 Each test runs the submission (or the sync) in a real child process that kills itself with
-SIGKILL at one exact step (`SCRAPESYNC_OXYLABS_FAILPOINT`), then runs it again normally, and
-checks the sandbox's own record of the jobs it created against the journal and the warehouse.
+SIGKILL at one exact step (`SCRAPESYNC_OXYLABS_FAILPOINT`), wipes the local dlt data dir (the
+next run lands on a fresh worker), runs it again normally, and checks the sandbox's own record
+of the jobs it created against the ledger and the warehouse.
+
+PostgreSQL is the server at 127.0.0.1:5432 (user postgres, trust auth), a new database per
+test; without a server those cases skip, unless SCRAPESYNC_REQUIRE_POSTGRES=1 (CI) makes them
+fail.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from scrapesync.pipelines.runner import pipeline_for
+from scrapesync.sources.common.statedb import StateDB
 from scrapesync.sources.oxylabs import apply_callbacks, connect
-from scrapesync.sources.oxylabs.journal import Journal
+from scrapesync.sources.oxylabs.journal import LEDGER_SCHEMA, Journal
 
 ROOT = Path(__file__).resolve().parent.parent
+POSTGRES = ("127.0.0.1", 5432)
 VALUES = [f"query {n:05d}" for n in range(12_000)]  # three batches: 5,000 + 5,000 + 2,000
 SUBMIT = """
 import json, sys
@@ -37,14 +49,53 @@ SYNC = """
 import json, sys
 from scrapesync.pipelines import registry
 from scrapesync.pipelines.runner import sync
-report = sync(registry.get("oxylabs"), source_options=json.loads(sys.argv[1]))
+report = sync(registry.get("oxylabs"), destination=sys.argv[2],
+              source_options=json.loads(sys.argv[1]))
 print(json.dumps({"ok": report.ok, "error": report.error}))
 """
 
 
 @pytest.fixture
-def ox(harness: Any, tmp_path: Path) -> Any:
-    return harness("oxylabs", schedules=0, html_bytes=200, workdir=str(tmp_path / "sandbox"))
+def postgres_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A fresh PostgreSQL database as the destination (skips without a server)."""
+    try:
+        import psycopg2
+
+        socket.create_connection(POSTGRES, timeout=2).close()
+    except (ImportError, OSError) as exc:
+        if os.environ.get("SCRAPESYNC_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"SCRAPESYNC_REQUIRE_POSTGRES=1 but no PostgreSQL: {exc}")
+        pytest.skip(f"no PostgreSQL at {POSTGRES[0]}:{POSTGRES[1]} ({exc})")
+    name = f"scrapesync_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(host=POSTGRES[0], port=POSTGRES[1], user="postgres", dbname="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    url = f"postgresql://postgres:unused@{POSTGRES[0]}:{POSTGRES[1]}/{name}"
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", url)
+    yield
+    with admin.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def destination(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The destination holding the ledger; CLI actions and the children find it in config."""
+    monkeypatch.setenv("SCRAPESYNC__DESTINATION", request.param)
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_database")
+    return str(request.param)
+
+
+@pytest.fixture
+def ox(harness: Any, tmp_path: Path, destination: str) -> Any:
+    h = harness("oxylabs", schedules=0, html_bytes=200, workdir=str(tmp_path / "sandbox"))
+    options = h.options
+    # no local `journal_path`: the ledger lives in the destination
+    h.options = lambda **o: {k: v for k, v in options(**o).items() if k != "journal_path"}
+    h.destination = destination
+    return h
 
 
 def child(script: str, args: list[str], failpoint: str | None = None) -> tuple[int, Any]:
@@ -64,21 +115,37 @@ def child(script: str, args: list[str], failpoint: str | None = None) -> tuple[i
     return done.returncode, json.loads(out[-1]) if out and done.returncode == 0 else done.stderr
 
 
-def run_submit(h: Any, tmp_path: Path, failpoint: str | None = None, **params: Any) -> Any:
-    values = tmp_path / "values.json"
-    values.write_text(json.dumps(VALUES))
-    args = [json.dumps(h.options()), str(values), json.dumps(params)]
+def wipe_local_dir() -> None:
+    """The next run lands on a fresh worker: nothing of dlt's local data dir survives."""
+    shutil.rmtree(os.environ["DLT_DATA_DIR"], ignore_errors=True)
+
+
+def ledger() -> Journal:
+    return Journal(StateDB.from_config(LEDGER_SCHEMA))
+
+
+def run_submit(
+    h: Any,
+    tmp_path: Path,
+    failpoint: str | None = None,
+    values: list[str] = VALUES,
+    **params: Any,
+) -> Any:
+    listed = tmp_path / "values.json"
+    listed.write_text(json.dumps(values))
+    args = [json.dumps(h.options()), str(listed), json.dumps(params)]
     code, result = child(SUBMIT, args, failpoint)
     if failpoint:
         assert code == -signal.SIGKILL, f"the child was not killed at {failpoint}: {result}"
+        wipe_local_dir()
     else:
         assert code == 0, result
     return result
 
 
 def journal_ids(h: Any) -> set[str]:
-    journal = Journal(h.options()["journal_path"])
-    return {r["job_id"] for r in journal.query("SELECT job_id FROM jobs WHERE job_id IS NOT NULL")}
+    rows = ledger().query("SELECT job_id FROM jobs WHERE job_id IS NOT NULL")
+    return {r["job_id"] for r in rows}
 
 
 def assert_each_query_created_once(h: Any, expected: int) -> None:
@@ -141,7 +208,7 @@ def test_given_a_kill_after_the_answer_then_nothing_is_resent_and_callbacks_reco
     # the callbacks of batch 2's jobs carry its tag: storing them (as the intake does) and
     # applying them (the first step of every sync) gives the journal every job id back
     ox.api.advance()
-    journal = Journal(ox.options()["journal_path"])
+    journal = ledger()
     batch2 = [job for _, job in ox.api.callbacks if job["query"] in set(VALUES[5000:10_000])]
     for job in batch2[:-1]:  # one callback is lost on the way
         journal.store_callback(job, json.dumps(job).encode())
@@ -165,14 +232,48 @@ def test_given_a_kill_during_collection_when_synced_again_then_every_result_land
     ox.api.advance()
     options = json.dumps(ox.options(concurrency=4))
 
-    code, _ = child(SYNC, [options], failpoint="during_collection:550")
+    code, _ = child(SYNC, [options, ox.destination], failpoint="during_collection:550")
     assert code == -signal.SIGKILL
+    wipe_local_dir()
 
-    ox.sync(concurrency=4)
+    synced(ox, options)  # a fresh worker
 
-    rows = ox.query("SELECT job_id, page FROM oxylabs.results")
+    rows = warehouse(ox, "SELECT job_id, page FROM oxylabs.results")
     assert len(rows) == 600 == len(set(rows))
-    assert ox.scalar("SELECT count(*) FROM oxylabs.jobs WHERE status = 'done'") == 600
+    assert warehouse(ox, "SELECT count(*) FROM oxylabs.jobs WHERE status = 'done'") == [(600,)]
+    wipe_local_dir()
     ox.sandbox.requests.clear()
-    ox.sync()
-    assert ox.requests(r"/results$") == []
+    synced(ox, options)
+    assert ox.requests(r"/results$") == [], "a collected job is never fetched again"
+
+
+def test_given_jobs_submitted_on_one_worker_then_a_fresh_worker_collects_them_and_sends_none(
+    ox: Any, tmp_path: Path
+) -> None:
+    values = VALUES[:600]
+    run_submit(ox, tmp_path, values=values)  # worker A
+    wipe_local_dir()
+    ox.api.advance()
+    options = json.dumps(ox.options())
+
+    synced(ox, options)  # worker B, empty local dir
+    wipe_local_dir()
+    again = run_submit(ox, tmp_path, values=values)  # worker C submits the same list
+
+    assert warehouse(ox, "SELECT count(*) FROM oxylabs.results") == [(600,)]
+    assert (again["submitted"], again["known"]) == (0, 600), "nothing is paid twice"
+    assert_each_query_created_once(ox, 600)
+
+
+def synced(h: Any, options: str) -> None:
+    """One `scrapesync sync oxylabs` in a child process that must succeed."""
+    code, report = child(SYNC, [options, h.destination])
+    assert code == 0, report
+    assert report["ok"], report
+
+
+def warehouse(h: Any, sql: str) -> list[tuple[Any, ...]]:
+    """Rows from the destination through the pipeline's own SQL client."""
+    pipeline = pipeline_for("oxylabs", h.destination)
+    with pipeline.sql_client() as client:
+        return [tuple(row) for row in client.execute_sql(sql) or []]

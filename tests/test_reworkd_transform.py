@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import orjson
@@ -120,3 +121,69 @@ def test_conform_casts_what_fits_and_moves_what_does_not_to_a_variant_column() -
     assert table["data__reviews"].to_pylist() == [12, 7]
     assert table["data__sku"].to_pylist() == ["1", "2"]
     assert table["data__new"].type == pa.bool_()
+
+
+def test_given_lists_then_a_page_of_empty_lists_when_shaped_then_both_pages_type_them_alike(
+    page: list[dict[str, Any]],
+) -> None:
+    # regression (issue 15): `list<string>` then `list<null>` failed dlt's extract
+    filled, empty = copy.deepcopy(page[:3]), copy.deepcopy(page[3:6])
+    for item in empty:
+        item["data"]["images"] = []
+
+    first, _ = page_tables(filled, "g", "load-1")
+    second, _ = page_tables(empty, "g", "load-1")
+
+    assert first.schema.field("data__images").type == pa.string()
+    assert second.schema.field("data__images").type == pa.string()
+    assert second["data__images"].to_pylist() == ["[]"] * 3
+    assert orjson.loads(first["data__images"][0].as_py()) == filled[0]["data"]["images"]
+
+
+def test_given_price_and_Price_in_one_record_when_shaped_then_both_values_get_a_column(  # noqa: N802
+    page: list[dict[str, Any]],
+) -> None:
+    # regression (issue 15): NameNormalizationCollision at extract
+    items = copy.deepcopy(page[:2])
+    items[0]["data"] |= {"price": 1.5, "Price": "2.5 EUR"}
+
+    for outputs, _ in (page_tables(items, "g", "load-1"), slow_path(items)):
+        price_columns = [name for name in outputs.column_names if name.startswith("data__price")]
+        assert len(price_columns) == 2
+        assert outputs["data__price"][0].as_py() == 1.5
+        (other,) = set(price_columns) - {"data__price"}
+        assert re.fullmatch(r"data__price_[0-9a-f]{8}", other)
+        assert outputs[other][0].as_py() == "2.5 EUR"
+
+
+def test_given_fields_named_like_dlt_and_scrapesync_columns_when_shaped_then_they_are_renamed(
+    page: list[dict[str, Any]],
+) -> None:
+    # regression (issue 15): a `_dlt_id` field overwrote dlt's row id
+    items = copy.deepcopy(page[:2])
+    for index, item in enumerate(items):
+        item |= {"_dlt_id": "same", "_DLT_LOAD_ID": index, "Group_Id": "theirs"}
+
+    for outputs, _ in (page_tables(items, "g", "load-1"), slow_path(items)):
+        assert "_dlt_id" not in outputs.column_names
+        assert outputs["user_dlt_id"].to_pylist() == ["same", "same"]
+        assert outputs["user_dlt_load_id"].to_pylist() == [0, 1]
+        assert outputs["_dlt_load_id"].to_pylist() == ["load-1", "load-1"]
+        assert outputs["user_group_id"].to_pylist() == ["theirs", "theirs"]
+        assert outputs["group_id"].to_pylist() == ["g", "g"]
+
+
+def test_given_a_key_with_the_path_separator_when_shaped_then_it_does_not_hide_a_nested_field(
+    page: list[dict[str, Any]],
+) -> None:
+    items = copy.deepcopy(page[:1])
+    items[0]["data"] |= {"seller__name": "flat", "seller": {"name": "nested"}}
+
+    for outputs, _ in (page_tables(items, "g", "load-1"), slow_path(items)):
+        assert outputs["data__seller__name"].to_pylist() == ["nested"]
+        (flat,) = [
+            name
+            for name in outputs.column_names
+            if name.startswith("data__seller__name_") and outputs[name][0].as_py() == "flat"
+        ]
+        assert flat

@@ -4,6 +4,11 @@
 a key), status, the provider's own message and a hint saying how to fix it. A 2xx answer whose
 body is not what the provider documents is the same error with a "malformed response" detail,
 built by `malformed_response` (from the HTTP response) or `malformed_item` (from a decoded item).
+
+Every part of the message goes through `redact` (`scrapesync.sources.common.redact`), and the
+credentials of the request that failed are registered as secrets before the provider's own
+message is quoted: a 401 body that echoes the key never reaches the message, a log or
+`scrapesync.sync_runs.error`.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from urllib.parse import urlsplit
 
 import orjson
 from requests import HTTPError, Response
+
+from scrapesync.sources.common.redact import redact, register_request_secrets
 
 RETRY_STATUS = tuple(range(500, 600))
 MALFORMED_RESPONSE_HINT = (
@@ -38,12 +45,15 @@ class ProviderAPIError(HTTPError):
         hint: str = "",
         response: Response | None = None,
     ) -> None:
+        if response is not None:
+            _register_credentials(response)
+        # dlt's pipeline trace keeps an exception's string attributes too: each is redacted
         self.provider = provider
         self.method = method
-        self.path = path
+        self.path = path = redact(path)
         self.status = status
-        self.detail = detail
-        self.hint = hint
+        self.detail = detail = redact(detail)
+        self.hint = hint = redact(hint)
         status_text = f" returned HTTP {status}" if status else " failed"
         message = f"{provider}: {method} {path}{status_text}: {detail}"
         if hint:
@@ -93,6 +103,13 @@ class ProviderSpec:
         return "check the request parameters in the source configuration"
 
 
+def _register_credentials(response: Response) -> None:
+    """The credentials `response`'s request carried become secrets (before a body is quoted)."""
+    request = getattr(response, "request", None)
+    if request is not None:
+        register_request_secrets(request.headers or {}, str(request.url or ""))
+
+
 def safe_path(url: str, base_url: str = "") -> str:
     """The API path of `url`: no scheme, host, base-URL prefix or query (which may hold secrets)."""
     path = urlsplit(url).path or "/"
@@ -136,12 +153,13 @@ def malformed_response(
 
 
 def error_detail(spec: ProviderSpec, response: Response) -> str:
-    """The provider's own message from an error response, or its status reason."""
+    """The provider's own message from an error response, or its status reason (redacted)."""
+    _register_credentials(response)
     try:
         parsed = spec.parse_error(orjson.loads(response.content))
     except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
         parsed = None
-    return parsed or response.reason or "no error message"
+    return redact(parsed or response.reason or "no error message")
 
 
 def malformed_item(

@@ -11,25 +11,40 @@ acknowledges them once its load has succeeded (`acknowledge_notifications`).
 `dedupe_key` (default `kind:object_id:status`), so a duplicate or replayed delivery is stored
 once; order does not matter because a sync reads the object's current state from the API.
 
-Storage: SQLite in WAL mode with `synchronous=FULL` (every accepted notification is on disk
-before the 200 goes out), file `notifications.sqlite` in `--dir`, else dlt config
-`scrapesync.webhook_dir` (env `SCRAPESYNC__WEBHOOK_DIR`), else `<dlt data dir>/scrapesync`.
+Storage: the destination itself (`sources/common/statedb.py`), table
+`scrapesync_state.notifications`, so the listener (maybe on another machine) and any worker's
+sync share it. The listener's destination is `[scrapesync] destination` (env
+SCRAPESYNC__DESTINATION, default `duckdb` = `./scrapesync.duckdb`), configured the dlt way; a
+sync reads the inbox of the destination its pipeline loads to. Every accepted notification is
+committed before the 200 goes out. With a DuckDB file held by a running sync past a short
+wait, it is kept in a local append-only spool (`--dir`, default `<dlt data dir>/scrapesync`,
+fsync'd) and flushed into the file by a background thread as soon as the file is free.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
+import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dlt
+from dlt.common.configuration.container import Container
+from dlt.common.pipeline import PipelineContext
 
-STORE_FILE = "notifications.sqlite"
+from scrapesync.sources.common.statedb import StateDB
+
+INBOX_SCHEMA = "scrapesync_state"
+TABLE = (
+    "CREATE TABLE IF NOT EXISTS notifications (seq BIGINT PRIMARY KEY, provider TEXT NOT NULL,"
+    " kind TEXT NOT NULL, object_id TEXT NOT NULL, status TEXT NOT NULL,"
+    " dedupe_key TEXT NOT NULL, received_at DOUBLE PRECISION NOT NULL,"
+    " acked_at DOUBLE PRECISION, UNIQUE (provider, dedupe_key))"
+)
+# bound parameters per acknowledge statement (SQLite's limit is the lowest)
+CHUNK = 900
 
 
 @dataclass(frozen=True)
@@ -83,7 +98,8 @@ Handler = Callable[[WebhookRequest], Iterable[Notification]]
 
 
 def store_dir(directory: str | Path | None = None) -> Path:
-    """The notification store's directory (see the module docstring for the order)."""
+    """The local spool's directory: `directory`, else dlt config `scrapesync.webhook_dir`
+    (env SCRAPESYNC__WEBHOOK_DIR), else `<dlt data dir>/scrapesync`."""
     if directory:
         return Path(directory)
     configured: Any = dlt.config.get("scrapesync.webhook_dir")
@@ -91,50 +107,46 @@ def store_dir(directory: str | Path | None = None) -> Path:
     return Path(configured) if configured else default
 
 
+def inbox_db(pipeline: Any = None, spool_dir: str | Path | None = None) -> StateDB:
+    """The inbox of `pipeline`'s destination, else of `[scrapesync] destination`."""
+    spool = store_dir(spool_dir)
+    if pipeline is not None:
+        return StateDB.for_pipeline(pipeline, INBOX_SCHEMA, spool_dir=spool)
+    return StateDB.from_config(INBOX_SCHEMA, spool_dir=spool)
+
+
 class NotificationStore:
-    """Durable, idempotent notification journal (SQLite, one connection per call)."""
+    """Durable, idempotent notification inbox in the destination (see the module docstring).
 
-    def __init__(self, directory: str | Path | None = None) -> None:
-        self.path = store_dir(directory) / STORE_FILE
-        self._lock = threading.Lock()
+    `NotificationStore(spool_dir)` is the listener's: the destination from config, the spool
+    in `spool_dir`; `NotificationStore(db=inbox_db(pipeline))` is a sync's.
+    """
 
-    @contextmanager
-    def _db(self, create: bool) -> Iterator[sqlite3.Connection]:
-        if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            if create:
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS notifications (seq INTEGER PRIMARY KEY "
-                    "AUTOINCREMENT, provider TEXT NOT NULL, kind TEXT NOT NULL, object_id TEXT "
-                    "NOT NULL, status TEXT NOT NULL, dedupe_key TEXT NOT NULL, received_at REAL "
-                    "NOT NULL, acked_at REAL, UNIQUE (provider, dedupe_key))"
-                )
-            yield db
+    def __init__(self, spool_dir: str | Path | None = None, db: StateDB | None = None) -> None:
+        self.db = db if db is not None else inbox_db(spool_dir=spool_dir)
+        self.path = self.db.location  # printable: where the notifications are kept
+
+    def _ready(self) -> StateDB:
+        self.db.ensure("inbox", (TABLE,))
+        return self.db
 
     def add(self, notification: Notification) -> bool:
         """Store it; False when the same notification was stored before (a duplicate)."""
-        with self._lock, self._db(create=True) as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO notifications (provider, kind, object_id, status, "
-                "dedupe_key, received_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    notification.provider,
-                    notification.kind,
-                    notification.object_id,
-                    notification.status,
-                    notification.key(),
-                    time.time(),
-                ),
-            )
-            return cursor.rowcount == 1
+        row = {
+            # a random key: unique without a sequence (which DuckDB, PostgreSQL and SQLite
+            # spell differently); 52 bits stay exact in JSON state
+            "seq": secrets.randbits(52),
+            "provider": notification.provider,
+            "kind": notification.kind,
+            "object_id": notification.object_id,
+            "status": notification.status,
+            "dedupe_key": notification.key(),
+            "received_at": time.time(),
+        }
+        return self.db.insert_or_spool("notifications", row, (TABLE,))
 
     def pending(self, provider: str, kind: str | None = None) -> list[StoredNotification]:
-        """Notifications not acknowledged yet, oldest first (none if nothing was stored)."""
-        if not self.path.exists():
-            return []
+        """Notifications not acknowledged yet, oldest first."""
         sql = (
             "SELECT seq, provider, kind, object_id, status, received_at FROM notifications "
             "WHERE provider = ? AND acked_at IS NULL"
@@ -143,34 +155,58 @@ class NotificationStore:
         if kind is not None:
             sql += " AND kind = ?"
             args.append(kind)
-        with self._db(create=False) as db:
-            rows = db.execute(sql + " ORDER BY seq", args).fetchall()
-        return [StoredNotification(*row) for row in rows]
+        rows = self._ready().query(sql + " ORDER BY received_at, seq", args)
+        return [StoredNotification(**row) for row in rows]
 
     def acknowledge(self, provider: str, seqs: Iterable[int]) -> int:
         """Mark notifications done; returns how many were still pending."""
-        numbers = [(time.time(), provider, int(seq)) for seq in seqs]
-        if not numbers or not self.path.exists():
-            return 0
-        with self._lock, self._db(create=False) as db:
-            before = db.total_changes
-            db.executemany(
-                "UPDATE notifications SET acked_at = ? WHERE provider = ? AND seq = ? "
-                "AND acked_at IS NULL",
-                numbers,
-            )
-            return db.total_changes - before
+        numbers = [int(seq) for seq in seqs]
+        done = 0
+        for start in range(0, len(numbers), CHUNK):
+            chunk = numbers[start : start + CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            with self._ready().transaction() as tx:
+                done += len(
+                    tx.execute(
+                        f"UPDATE notifications SET acked_at = ? WHERE provider = ? AND seq IN"
+                        f" ({marks}) AND acked_at IS NULL RETURNING seq",
+                        [time.time(), provider, *chunk],
+                    )
+                )
+        return done
+
+
+def _sync_store(directory: str | Path | None) -> NotificationStore:
+    """The store a sync reads: its own pipeline's destination (the one being run)."""
+    context = Container()[PipelineContext]
+    pipeline = context.pipeline() if context.is_active() else None
+    return NotificationStore(db=inbox_db(pipeline, directory))
 
 
 def pending_notifications(
-    provider: str, directory: str | Path | None = None, kind: str | None = None
+    provider: str,
+    directory: str | Path | None = None,
+    kind: str | None = None,
+    db: StateDB | None = None,
 ) -> list[StoredNotification]:
-    """What the sources call: `provider`'s pending notifications, oldest first."""
-    return NotificationStore(directory).pending(provider, kind)
+    """What the sources call: `provider`'s pending notifications, oldest first (from `db`,
+    default the destination of the pipeline being run)."""
+    store = NotificationStore(db=db) if db is not None else _sync_store(directory)
+    try:
+        return store.pending(provider, kind)
+    finally:
+        store.db.release()  # a sync's one read: the file is free for its load at once
 
 
 def acknowledge_notifications(
-    provider: str, seqs: Iterable[int], directory: str | Path | None = None
+    provider: str,
+    seqs: Iterable[int],
+    directory: str | Path | None = None,
+    db: StateDB | None = None,
 ) -> int:
     """What the sources' post-load steps call once the data is loaded."""
-    return NotificationStore(directory).acknowledge(provider, seqs)
+    store = NotificationStore(db=db) if db is not None else _sync_store(directory)
+    try:
+        return store.acknowledge(provider, seqs)
+    finally:
+        store.db.release()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,6 +31,13 @@ class Host(Protocol):
 
     def pipeline(self, provider: str, destination: str = "duckdb") -> dlt.Pipeline:
         """The provider's dlt pipeline (to read or fix rows in its destination)."""
+        ...
+
+    def lease(
+        self, provider: str, purpose: str, destination: str = "duckdb"
+    ) -> AbstractContextManager[None]:
+        """Hold the provider's run lease for a block that must not overlap a sync (e.g. a job
+        submission); held elsewhere for the whole wait: one line and exit 75."""
         ...
 
 

@@ -8,15 +8,15 @@ scope: `crawl:read` for reads, `crawl:write` for starting, cancelling, pausing o
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 
 from scrapesync.sources.common.client import ProviderRESTClient, build_client
 from scrapesync.sources.common.errors import ProviderAPIError, ProviderSpec
+from scrapesync.sources.common.ids import UUID, checked_id, fill_path
 from scrapesync.sources.common.pacing import RateLimiter, install_pacing
 from scrapesync.sources.common.paginators import GuardedCursorPaginator
 from scrapesync.sources.common.stats import RequestStats
@@ -30,6 +30,7 @@ from scrapesync.sources.opencx.settings import (
 )
 
 PROVIDER = "opencx"
+DATASOURCE_ARG = "the DATASOURCE_ID argument"
 WRITE_SCOPE_HINT = (
     "this API key lacks the `crawl:write` scope, which starting, cancelling, pausing and "
     "resuming crawls need (syncing only needs `crawl:read`). Create a key with `crawl:write` "
@@ -116,9 +117,15 @@ def make_client(
     return client
 
 
+# every id in an open.cx path is a UUID (docs/opencx.md#errors: a malformed one is a 400)
+ID_NAMES = {"datasource_id": "datasource id", "job_id": "crawl job id"}
+
+
 def endpoint_path(name: str, **ids: str) -> str:
-    """The path of endpoint `name` with its ids filled in."""
-    return endpoint(name).path.format(**ids)
+    """The path of endpoint `name` with its ids checked (UUIDs) and URL-escaped by the shared
+    id helper: a malformed id raises `InvalidIdError` (a `ValueError`) and nothing is sent."""
+    named = {key: (value, UUID.named(ID_NAMES.get(key, key))) for key, value in ids.items()}
+    return fill_path(endpoint(name).path, provider=PROVIDER, action=name, **named)
 
 
 def pages(
@@ -132,11 +139,11 @@ def pages(
     yield from client.paginate(endpoint_path(name, **ids), params=dict(params))
 
 
-def validate_uuid(value: str, what: str, setting: str) -> str:
-    """Refuse a malformed id before the API does (it answers 400 for it)."""
-    if not isinstance(value, str) or not re.match(UUID_PATTERN, value.strip()):
-        raise ValueError(f"opencx: {what} {value!r} is not a UUID: fix {setting}")
-    return value.strip()
+def validate_uuid(value: str, what: str, setting: str, action: str = "sync") -> str:
+    """Refuse a malformed id before the API does (it answers 400 for it): the shared id check
+    (`scrapesync.sources.common.ids`) with open.cx's own UUID pattern (settings.py)."""
+    fmt = replace(UUID, what=what, pattern=UUID_PATTERN.removeprefix("^").removesuffix("$"))
+    return checked_id(value, fmt, provider=PROVIDER, action=action, fix=setting)
 
 
 def call(client: ProviderRESTClient, name: str, body: Any = None, **ids: str) -> dict[str, Any]:
@@ -169,7 +176,7 @@ def _write(client: ProviderRESTClient, name: str, body: Any = None, **ids: str) 
 
 def start_crawl(client: ProviderRESTClient, datasource_id: str) -> dict[str, Any]:
     """Start a crawl; a 409 (one active crawl per datasource) names the running job."""
-    datasource_id = validate_uuid(datasource_id, "datasource id", "the DATASOURCE_ID argument")
+    datasource_id = validate_uuid(datasource_id, "datasource id", DATASOURCE_ARG, "crawl")
     try:
         return _write(client, "start_crawl", datasource_id=datasource_id)
     except ProviderAPIError as exc:
@@ -183,8 +190,8 @@ def start_crawl(client: ProviderRESTClient, datasource_id: str) -> dict[str, Any
 
 
 def cancel_crawl(client: ProviderRESTClient, datasource_id: str, job_id: str) -> dict[str, Any]:
-    datasource_id = validate_uuid(datasource_id, "datasource id", "the DATASOURCE_ID argument")
-    job_id = validate_uuid(job_id, "crawl job id", "the JOB_ID argument")
+    datasource_id = validate_uuid(datasource_id, "datasource id", DATASOURCE_ARG, "cancel")
+    job_id = validate_uuid(job_id, "crawl job id", "the JOB_ID argument", "cancel")
     return _write(client, "cancel_crawl", datasource_id=datasource_id, job_id=job_id)
 
 
@@ -194,5 +201,6 @@ def set_datasource_status(
     """Pause or resume a datasource's scheduled recrawls (`PATCH /crawl/{id}` status)."""
     if status not in DATASOURCE_STATUSES:
         raise ValueError(f"opencx: status {status!r} is not one of {DATASOURCE_STATUSES}")
-    datasource_id = validate_uuid(datasource_id, "datasource id", "the DATASOURCE_ID argument")
+    action = "pause" if status == "paused" else "resume"
+    datasource_id = validate_uuid(datasource_id, "datasource id", DATASOURCE_ARG, action)
     return _write(client, "update_datasource", {"status": status}, datasource_id=datasource_id)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pendulum
 
+from scrapesync.sources.common.shapes import current_naming, safe_row
 from scrapesync.sources.common.timeutil import parse_datetime
 from scrapesync.sources.common.validation import undocumented
 from scrapesync.sources.opencx.settings import (
@@ -20,16 +21,51 @@ from scrapesync.sources.opencx.settings import (
 
 # schema drift (fields the docs do not list) lands as new columns; these two are flattened
 DATASOURCE_DOCUMENTED = frozenset((*DATASOURCE_FIELDS, "page_stats", "active_crawl_job"))
+# the columns scrapesync sets on each table: a drifted field of such a name is renamed
+DATASOURCE_OWN = (
+    *DATASOURCE_FIELDS,
+    *(f"page_stats__{name}" for name in PAGE_STATS_FIELDS),
+    *(f"active_crawl_job__{name}" for name in ACTIVE_JOB_FIELDS),
+    "is_deleted",
+    "deleted_at",
+)
+JOB_OWN = (*JOB_FIELDS, "duration_s", "is_terminal", "is_deleted")
+
+
+def drift(fields: dict[str, Any], own: Sequence[str]) -> dict[str, Any]:
+    """Undocumented fields as columns, renamed where dlt would merge them with each other or
+    with a column scrapesync sets (sources/common/shapes.py)."""
+    naming = current_naming()
+    return safe_row(fields, {naming.normalize_path(name) for name in own}, naming)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def datasource_row(item: Mapping[str, Any]) -> dict[str, Any]:
-    """A datasource with `page_stats` and `active_crawl_job` flattened (`page_stats__total`)."""
+    """A datasource with `page_stats` and `active_crawl_job` flattened (`page_stats__total`).
+
+    Fields the docs do not list, at the top or inside those two objects, land as columns too
+    (`page_stats__<field>`); a non-object in their place lands as its own column.
+    """
     row: dict[str, Any] = {name: item.get(name) for name in DATASOURCE_FIELDS}
-    row.update(undocumented(dict(item), DATASOURCE_DOCUMENTED))
-    stats = item.get("page_stats") or {}
-    row.update({f"page_stats__{name}": stats.get(name) for name in PAGE_STATS_FIELDS})
-    active = item.get("active_crawl_job") or {}
-    row.update({f"active_crawl_job__{name}": active.get(name) for name in ACTIVE_JOB_FIELDS})
+    stats, active = item.get("page_stats"), item.get("active_crawl_job")
+    extra = undocumented(dict(item), DATASOURCE_DOCUMENTED)
+    for name, value, documented in (
+        ("page_stats", stats, PAGE_STATS_FIELDS),
+        ("active_crawl_job", active, ACTIVE_JOB_FIELDS),
+    ):
+        if isinstance(value, dict):
+            if more := undocumented(value, documented):
+                extra[name] = more
+        elif value is not None:
+            extra[name] = value
+    row.update(drift(extra, DATASOURCE_OWN))
+    row.update({f"page_stats__{name}": _object(stats).get(name) for name in PAGE_STATS_FIELDS})
+    row.update(
+        {f"active_crawl_job__{name}": _object(active).get(name) for name in ACTIVE_JOB_FIELDS}
+    )
     row["is_deleted"] = False
     row["deleted_at"] = None
     return row
@@ -47,7 +83,7 @@ def deleted_marker(last_seen: Mapping[str, Any], at: pendulum.DateTime) -> dict[
 def job_row(job: Mapping[str, Any]) -> dict[str, Any]:
     """A crawl job with its derived `duration_s` and `is_terminal`."""
     row: dict[str, Any] = {name: job.get(name) for name in JOB_FIELDS}
-    row.update(undocumented(dict(job), JOB_FIELDS))
+    row.update(drift(undocumented(dict(job), JOB_FIELDS), JOB_OWN))
     row["duration_s"] = duration_seconds(job.get("started_at"), job.get("completed_at"))
     row["is_terminal"] = job.get("status") in TERMINAL_STATUSES
     row["is_deleted"] = False

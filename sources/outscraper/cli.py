@@ -7,6 +7,10 @@ terminate -> `DELETE /tasks/{taskId}` ("Allows you to terminate created tasks.")
 The key and base URL come from the source's config (`sources.outscraper.api_key`,
 `sources.outscraper.base_url`, or their env vars). Importing this module registers the
 `outscraper` handler of `scrapesync listen` (`PROVIDER.webhook`).
+
+A task id is checked against its documented format (`YYYYMMDDHHMMSS` plus 4 hex characters,
+docs/outscraper.md) and URL-escaped by `scrapesync.sources.common.ids` before the path is
+built: `../../admin/keys` or `x?apiKey=evil` is refused and nothing is sent.
 """
 
 from __future__ import annotations
@@ -20,11 +24,20 @@ import dlt
 from dlt.common import logger
 
 from scrapesync.sources.common.errors import ProviderAPIError
+from scrapesync.sources.common.ids import IdFormat, fill_path
 from scrapesync.sources.common.inbox import Notification, Rejected, WebhookRequest
 from scrapesync.sources.outscraper.client import SPEC, OutscraperClient
 from scrapesync.sources.outscraper.settings import BASE_URL, Endpoint, endpoint
 from scrapesync.sources.outscraper.webhooks import SIGNATURE_HEADER, parse, verify
 
+# docs/outscraper.md: "Task ids are `YYYYMMDDHHMMSS` plus 4 hex characters"
+TASK_ID = IdFormat(
+    "task id",
+    r"[0-9]{14}[0-9a-f]{4}",
+    "an id of 14 digits (YYYYMMDDHHMMSS) then 4 lowercase hex characters",
+    "20211211132758c8e9",
+    18,
+)
 _RESTART = endpoint("restart_task")
 _TERMINATE = endpoint("terminate_task")
 # action -> (endpoint, past tense, help)
@@ -49,12 +62,12 @@ def _setting(key: str) -> str | None:
 
 
 def run_action(action: str, task_id: str, api_key: str, base_url: str) -> str:
-    """Run one task action; returns the line to print. Raises `ProviderAPIError`."""
+    """Run one task action; returns the line to print. Raises `ProviderAPIError`, or
+    `InvalidIdError` (a `ValueError`, nothing sent) for a task id that is not one."""
     call, done, _ = ACTIONS[action]
-    answer = OutscraperClient(api_key, base_url).call(
-        call.method, call.path.format(task_id=task_id)
-    )
-    return f"outscraper: task {task_id} {done} ({answer or 'no message'})"
+    path = fill_path(call.path, provider="outscraper", action=action, task_id=(task_id, TASK_ID))
+    answer = OutscraperClient(api_key, base_url).call(call.method, path)
+    return f"outscraper: task {task_id.strip()} {done} ({answer or 'no message'})"
 
 
 def cmd_action(args: argparse.Namespace) -> int:
@@ -68,6 +81,9 @@ def cmd_action(args: argparse.Namespace) -> int:
     except ProviderAPIError as exc:
         sys.stderr.write(f"scrapesync: {exc}\n")
         return 1
+    except ValueError as exc:  # a malformed task id: refused before anything was sent
+        sys.stderr.write(f"scrapesync: {exc}\n")
+        return 2
     return 0
 
 

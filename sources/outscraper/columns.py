@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common.normalizers.naming.snake_case import NamingConvention as SnakeCase
 
+from scrapesync.sources.common.shapes import USER_PREFIX, path_hash, safe_column_names
 from scrapesync.sources.outscraper.transform import flatten
 
 
@@ -84,16 +85,23 @@ _DECIMAL = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 
 
 def _normalized(names: list[str]) -> list[str]:
+    """Column names as dlt would make them, renamed where dlt would merge two of them or take
+    one for its own (the shared rule, sources/common/shapes.py: `Price` beside `price` ->
+    `price_<h>`, `_dlt_id` -> `user_dlt_id`); a CSV header's `.` is a nested path (`__`)."""
     naming = SnakeCase()
-    result: list[str] = []
+    paths: list[str] = []
     for name in names:
-        base = naming.normalize_path(name.replace(".", "__")) or "column"
+        base = name.replace(".", "__") if naming.normalize_path(name) else "column"
         unique, count = base, 1
-        while unique in result:
+        while unique in paths:  # the same header twice (two blank ones): one column each
             count += 1
             unique = f"{base}_{count}"
-        result.append(unique)
-    return result
+        paths.append(unique)
+    safe = safe_column_names(paths, (), naming)
+    return [
+        naming.normalize_path(new) if new == path else new
+        for path, new in zip(paths, safe, strict=True)
+    ]
 
 
 def _inferred(array: pa.Array) -> pa.DataType:
@@ -106,21 +114,40 @@ def _inferred(array: pa.Array) -> pa.DataType:
 
 
 def _cast(array: pa.Array, target: pa.DataType) -> tuple[pa.Array, pa.Array | None]:
-    """`array` as `target`, plus the values that do not fit as text (None when all fit)."""
-    try:
-        return array.cast(target), None
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        pass
+    """`array` as `target`, plus the values that do not fit as text (None when all fit).
+
+    Booleans and numbers never go into each other's columns: Arrow casts `2` to `true` and
+    `true` to `1`, which loses the value.
+    """
+    if not _bool_mismatch(array.type, target):
+        try:
+            return array.cast(target), None
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            pass
     typed: list[Any] = []
     rest: list[str | None] = []
     for value in array.to_pylist():
-        try:
-            typed.append(pa.scalar(value).cast(target).as_py() if value is not None else None)
-            rest.append(None)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-            typed.append(None)
-            rest.append(_as_text(value))
+        fits = _fitted(value, target)
+        typed.append(fits)
+        rest.append(_as_text(value) if fits is None and value is not None else None)
     return pa.array(typed, target), pa.array(rest, pa.string())
+
+
+def _bool_mismatch(source: pa.DataType, target: pa.DataType) -> bool:
+    """A cast between bool and anything but text (which spells `true` as `true`)."""
+    return pa.types.is_boolean(source) != pa.types.is_boolean(target) and not (
+        pa.types.is_string(target) and pa.types.is_boolean(source)
+    )
+
+
+def _fitted(value: Any, target: pa.DataType) -> Any:
+    """`value` as `target`, or None when it does not fit losslessly."""
+    if value is None or _bool_mismatch(pa.scalar(value).type, target):
+        return None
+    try:
+        return pa.scalar(value).cast(target).as_py()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
 
 
 class ArrowBatcher:
@@ -142,7 +169,7 @@ class ArrowBatcher:
                 column[index] = value
         arrays = {name: _array(values) for name, values in columns.items()}
         data = self.types.conform(pa.table(arrays))
-        return with_fixed_columns(data, self.fixed, first_row)
+        return with_fixed_columns(data, self.fixed, first_row, len(rows))
 
 
 def _array(values: list[Any]) -> pa.Array:
@@ -161,18 +188,35 @@ def _as_text(value: Any) -> str | None:
     return orjson.dumps(value, default=str).decode()
 
 
-def with_fixed_columns(table: pa.Table, fixed: Mapping[str, Any], first_row: int) -> pa.Table:
-    """Prepend the identifying columns (task or request id, ...) and a `row_number`."""
-    rows = table.num_rows
+def with_fixed_columns(
+    table: pa.Table, fixed: Mapping[str, Any], first_row: int, rows: int | None = None
+) -> pa.Table:
+    """Prepend the identifying columns (task or request id, ...) and a `row_number`.
+
+    `rows`: how many records `table` holds; records without a single field (`{}`) give a
+    table without columns, whose length Arrow cannot tell: they still get their rows.
+    """
+    rows = table.num_rows if rows is None or table.num_columns else rows
     front = {name: pa.array([value] * rows) for name, value in fixed.items()}
     front["row_number"] = pa.array(range(first_row, first_row + rows), pa.int64())
+    if not table.num_columns:
+        return pa.table(front)
     for name in reversed(list(front)):
-        if name in table.column_names:  # a data field of the same name: keep ours, rename theirs
+        if name in table.column_names:  # a data field of the same name: `user_<name>`
             table = table.rename_columns(
-                [f"{column}_" if column == name else column for column in table.column_names]
-            )
+                [_theirs(name, table.column_names) if column == name else column
+                 for column in table.column_names]
+            )  # fmt: skip
         table = table.add_column(0, name, front[name])
     return table
+
+
+def _theirs(name: str, taken: list[str]) -> str:
+    """The column of a data field named like one scrapesync sets (shapes.py's rule)."""
+    renamed = f"{USER_PREFIX}{name.lstrip('_')}"
+    while renamed in taken:
+        renamed = f"{renamed}_{path_hash([name, renamed])}"
+    return renamed
 
 
 def batched_tables(

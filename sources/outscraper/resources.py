@@ -359,5 +359,5 @@ def post_load(pipeline: dlt.Pipeline) -> int:
             )
     resources = pipeline.state.get("sources", {}).get("outscraper", {}).get("resources", {})
     for name in ("tasks", "request_results"):
-        WebhookInbox.acknowledge_from(resources.get(name, {}))
+        WebhookInbox.acknowledge_from(resources.get(name, {}), pipeline)
     return 0

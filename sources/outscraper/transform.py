@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from scrapesync.sources.common.shapes import USER_PREFIX, path_hash
 from scrapesync.sources.common.timeutil import parse_datetime
 from scrapesync.sources.common.validation import undocumented
 from scrapesync.sources.outscraper.settings import (
@@ -18,6 +19,8 @@ from scrapesync.sources.outscraper.settings import (
 )
 
 DOCUMENTED_FIELDS = frozenset((*TASK_FIELDS, "metadata", "results"))
+# the position of a request result row, set by scrapesync
+INDEX_FIELDS = frozenset(("query_index", "row_index"))
 
 
 def is_terminal(status: Any) -> bool:
@@ -83,14 +86,39 @@ def request_rows(data: Any) -> Iterator[dict[str, Any]]:
     for query_index, rows in enumerate(_per_query(data)):
         for row_index, row in enumerate(rows if isinstance(rows, list) else [rows]):
             record = row if isinstance(row, dict) else {"value": row}
-            yield {"query_index": query_index, "row_index": row_index, **record}
+            yield {"query_index": query_index, "row_index": row_index, **_theirs(record)}
 
 
-def flatten(prefix: str, value: Mapping[str, Any], into: dict[str, Any]) -> None:
-    """Nested objects -> `prefix__key` entries; lists and scalars stay values."""
+def _theirs(record: dict[str, Any]) -> dict[str, Any]:
+    """A result's own `query_index` / `row_index` fields as `user_<name>` (shapes.py's rule):
+    the row's position keeps its name."""
+    if not INDEX_FIELDS.intersection(record):
+        return record
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        name = key
+        if key in INDEX_FIELDS:
+            name = f"{USER_PREFIX}{key}"
+            while name in record or name in out:
+                name = f"{name}_{path_hash([key, name])}"
+        out[name] = value
+    return out
+
+
+def flatten(
+    prefix: str, value: Mapping[str, Any], into: dict[str, Any], path: tuple[str, ...] = ()
+) -> None:
+    """Nested objects -> `prefix__key` entries; lists and scalars stay values.
+
+    A key holding `__` beside the same nested path (`a__b` and `a: {b}`) would share one
+    entry: the second one takes `<name>_<h>` (shapes.py's hash of its path), so both stay.
+    """
     for key, item in value.items():
+        here = (*path, str(key))
         name = f"{prefix}__{key}" if prefix else str(key)
-        if isinstance(item, Mapping) and item:
-            flatten(name, item, into)
-        else:
-            into[name] = item
+        if isinstance(item, Mapping):  # an empty object adds no column (README)
+            flatten(name, item, into, here)
+            continue
+        if name in into:
+            name = f"{name}_{path_hash(here)}"
+        into[name] = item

@@ -4,23 +4,37 @@ Outscraper POSTs `{"id", "user_id", "status": "SUCCESS", "api_task", "results_lo
 "quota_usage"}` when a task or request finishes, signed with `X-Hub-Signature-256:
 sha256=<hex>`, the HMAC-SHA256 of the raw body keyed with the account's API key
 (docs/outscraper.md#webhooks). `api_task` tells API requests (true) from UI tasks (false) [I].
+
+`parse` is strict because the body comes from the network: `id` is a task id
+(`YYYYMMDDHHMMSS` + 4 hex) or a request id (a UUID) (docs/outscraper.md#endpoints), accepted
+in the bounded shape `WEBHOOK_ID` (or as an integer), `status` is a short word, `api_task` a
+boolean; anything else is refused (400) rather than stored as some Python text.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from typing import Any
 
 import dlt
 import orjson
 from dlt.common import logger
 
-from scrapesync.sources.common.inbox import acknowledge_notifications, pending_notifications
+from scrapesync.sources.common.inbox import (
+    acknowledge_notifications,
+    inbox_db,
+    pending_notifications,
+)
 
 SIGNATURE_HEADER = "x-hub-signature-256"
 PROVIDER = "outscraper"
 STATE_KEY = "webhook_notifications"
+# wider than the documented ids (a new id format still gets through), bounded and printable
+WEBHOOK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", re.ASCII)
+WEBHOOK_STATUS = re.compile(r"[A-Za-z0-9_ -]{0,32}", re.ASCII)
+MAX_INT_ID = 10**30
 
 
 def signature(body: bytes, api_key: str) -> str:
@@ -39,19 +53,42 @@ def parse(body: bytes) -> dict[str, Any]:
     """The notification fields scrapesync keeps: kind, object id, status.
 
     Raises:
-        ValueError: the body is not an Outscraper webhook payload.
+        ValueError: the body is not an Outscraper webhook payload (the message quotes no
+            value of the body: it is logged).
     """
     try:
         payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"body is not JSON ({exc})") from None
-    if not isinstance(payload, dict) or not payload.get("id"):
-        raise ValueError("payload has no `id`")
+    except orjson.JSONDecodeError:
+        raise ValueError("body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise ValueError("payload is not a JSON object")
+    api_task = payload.get("api_task")
+    if api_task is not None and not isinstance(api_task, bool):
+        raise ValueError("`api_task` is not a boolean")
     return {
-        "kind": "request" if payload.get("api_task") else "task",
-        "object_id": str(payload["id"]),
-        "status": str(payload.get("status") or ""),
+        "kind": "request" if api_task else "task",
+        "object_id": _object_id(payload.get("id")),
+        "status": _status(payload.get("status")),
     }
+
+
+def _object_id(value: Any) -> str:
+    # bool is an int in Python: `true` is no id
+    if type(value) is int and 0 <= value < MAX_INT_ID:
+        return str(value)
+    if isinstance(value, str) and WEBHOOK_ID.fullmatch(value):
+        return value
+    raise ValueError(
+        "`id` is missing or not an id (1-64 ASCII letters, digits, '-' or '_', or an integer)"
+    )
+
+
+def _status(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str) and WEBHOOK_STATUS.fullmatch(value):
+        return value
+    raise ValueError("`status` is not a status word (up to 32 ASCII letters and digits)")
 
 
 class WebhookInbox:
@@ -77,7 +114,10 @@ class WebhookInbox:
         return found
 
     @staticmethod
-    def acknowledge_from(resource_state: dict[str, Any]) -> None:
+    def acknowledge_from(resource_state: dict[str, Any], pipeline: Any = None) -> None:
+        """Acknowledge in the inbox of `pipeline`'s destination (default: the pipeline being
+        run, i.e. the one whose post-load step calls this)."""
         entry = resource_state.get(STATE_KEY) or {}
         if entry.get("seqs"):
-            acknowledge_notifications(PROVIDER, entry["seqs"], entry.get("dir"))
+            db = inbox_db(pipeline) if pipeline is not None else None
+            acknowledge_notifications(PROVIDER, entry["seqs"], entry.get("dir"), db=db)

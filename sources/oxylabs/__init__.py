@@ -3,8 +3,9 @@
 API: data.oxylabs.io, described in docs/oxylabs.md. Jobs are submitted in batches of up to
 5,000 (`POST /v1/queries/batch`, `scrapesync oxylabs submit`), move `pending -> done |
 faulted`, and their results stay downloadable for at least 24 hours. Oxylabs has no endpoint
-that lists a user's jobs, so the local journal (journal.py) is the source of truth for what was
-submitted; each sync mirrors it into the warehouse.
+that lists a user's jobs, so the write-ahead ledger (journal.py), kept in the destination
+itself (schema `oxylabs_ledger`), is the source of truth for what was submitted; any worker
+continues from it, and each sync mirrors it into the warehouse tables below.
 
 Tables (dataset `oxylabs`):
 * `jobs`: the job ledger, one row per job id (merge on `id`).
@@ -27,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dlt
+from dlt.common.typing import TSecretStrValue
 from dlt.sources import DltResource
 
 from scrapesync.sources.common.client import ProviderRESTClient
@@ -35,6 +37,7 @@ from scrapesync.sources.oxylabs.resources import (
     Oxylabs,
     apply_callbacks,
     connect,
+    ledger_for,
     post_load,
     sync_jobs,
 )
@@ -64,6 +67,7 @@ def oxylabs_source(
     resubmit_613: bool = False,
     storage_bucket_url: str | None = None,
     scheduler: bool = True,
+    callback_token: TSecretStrValue | None = None,
     stats: RequestStats | None = None,
 ) -> list[DltResource]:
     """The job ledger, its results, and the Scheduler of one Oxylabs API user.
@@ -72,8 +76,8 @@ def oxylabs_source(
         username: API user name (HTTP Basic auth).
         password: API user password.
         base_url: API root; point it at the sandbox or a proxy.
-        journal_path: the local journal file (default `<dlt data dir>/scrapesync/oxylabs/
-            journal.sqlite`; keep it on durable storage: it is the only record of job ids).
+        journal_path: keep the ledger in this local SQLite file instead of the destination
+            (for a destination without SQL; then the file is the only record of job ids).
         concurrency: jobs polled / downloaded at once.
         requests_per_second: ceiling of this sync's request rate (all endpoints).
         ratelimit_window: seconds to pause when an `x-ratelimit-*-remaining` header hits 0.
@@ -84,6 +88,8 @@ def oxylabs_source(
         storage_bucket_url: where jobs submitted with `storage_type`/`storage_url` are read
             (`<bucket>/<job_id>.json`), any fsspec URL dlt supports; default: `storage_url`.
         scheduler: also sync `schedules` and `schedule_runs` (and collect their jobs).
+        callback_token: the listener's secret path token; puts the real callback URL back
+            into resubmitted batches (the ledger keeps it redacted).
         stats: request counters to fill (the runner passes one).
     """
     ox = connect(
@@ -97,6 +103,7 @@ def oxylabs_source(
         result_type,
         storage_bucket_url,
         stats=stats,
+        callback_token=callback_token,
     )
     resources = [jobs(ox, max_resubmits, resubmit_613, scheduler)]
     if scheduler:
@@ -155,6 +162,7 @@ __all__: Sequence[str] = (
     "apply_callbacks",
     "connect",
     "jobs",
+    "ledger_for",
     "oxylabs_source",
     "post_load",
     "schedules",

@@ -23,9 +23,11 @@ from typing import Any
 import dlt
 import orjson
 
-from scrapesync.sources.common.inbox import Rejected, WebhookRequest
+from scrapesync.sources.common.ids import HEX32, checked_id
+from scrapesync.sources.common.inbox import WebhookRequest
 from scrapesync.sources.common.provider import Host
-from scrapesync.sources.oxylabs.callbacks import CallbackHandler, CallbackRejected
+from scrapesync.sources.common.redact import register_secret_path
+from scrapesync.sources.oxylabs.callbacks import CallbackHandler, check_settings
 from scrapesync.sources.oxylabs.resources import Oxylabs, connect
 from scrapesync.sources.oxylabs.submit import SubmitReport, force_command
 
@@ -138,7 +140,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     ox = open_oxylabs()
     kind = "url" if args.url else "query"
     try:
-        report = ox.submitter.submit(values, kind, job_params(args), force=args.force)
+        # one run of the provider at a time: a sync collecting while jobs are submitted is fine
+        # for the ledger, but two submitters on two workers must not interleave their batches
+        with args.host.lease("oxylabs", "submit"):
+            report = ox.submitter.submit(values, kind, job_params(args), force=args.force)
     except ValueError as exc:
         _out(f"scrapesync: {exc}")
         return 2
@@ -214,14 +219,46 @@ def cmd_status(_: argparse.Namespace) -> int:
     return 0
 
 
+# the journal names batches `uuid4().hex` (submit.py); `status` lists the undecided ones
+BATCH_ID = HEX32.named("batch id")
+BATCH_ARG = "the BATCH_ID argument (`scrapesync oxylabs status` lists undecided batches)"
+
+
 def cmd_resolve(args: argparse.Namespace) -> int:
-    ox = open_oxylabs()
-    if args.abandon:
-        ox.submitter.abandon(args.batch_id)
-        _out(f"oxylabs: batch {args.batch_id} abandoned")
-        return 0
-    _out(format_submit(ox.submitter.resubmit_unknown(args.batch_id)))
+    """Decide an `unknown` batch; any other batch, or an id the journal lacks, is an error."""
+    try:
+        batch_id = checked_id(
+            args.batch_id, BATCH_ID, provider="oxylabs", action="resolve", fix=BATCH_ARG
+        )
+        ox = open_oxylabs()
+        undecided_batch(ox, batch_id)
+        if args.abandon:
+            ox.submitter.abandon(batch_id)
+            _out(f"oxylabs: batch {batch_id} abandoned")
+            return 0
+        report = ox.submitter.resubmit_unknown(batch_id)
+    except ValueError as exc:
+        sys.stderr.write(f"scrapesync: {exc}\n")
+        return 2
+    _out(format_submit(report))
     return 0
+
+
+def undecided_batch(ox: Oxylabs, batch_id: str) -> None:
+    """Raise `ValueError` unless `batch_id` is a journal batch whose outcome is `unknown`:
+    only those wait for a decision; a submitted, rejected or abandoned one is decided."""
+    rows = ox.journal.query("SELECT state FROM batches WHERE batch_id = ?", (batch_id,))
+    if not rows:
+        raise ValueError(
+            f"oxylabs: resolve: no batch {batch_id} in the journal {ox.journal.path}: "
+            "`scrapesync oxylabs status` lists the batches waiting for a decision"
+        )
+    state = rows[0]["state"]
+    if state != "unknown":
+        raise ValueError(
+            f"oxylabs: resolve: batch {batch_id} is {state}, not unknown: only a batch whose "
+            "outcome is unknown can be resubmitted or abandoned; nothing was changed"
+        )
 
 
 def _wait_flags(parser: argparse.ArgumentParser) -> None:
@@ -263,6 +300,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     resolve.set_defaults(func=cmd_resolve)
 
 
+# `scrapesync listen` takes callbacks at `/oxylabs/<callback_token>`: in any URL that is
+# logged or stored, the segment after `oxylabs` is that secret token
+register_secret_path("oxylabs")
+
+
 class ListenHandler:
     """`scrapesync listen` handler for `POST /oxylabs/<callback_token>` (built on first use)."""
 
@@ -270,12 +312,14 @@ class ListenHandler:
         self._build = build
         self._handler: CallbackHandler | None = None
 
+    def prepare(self) -> None:
+        """`scrapesync listen`'s startup check: a bad callback setting stops it, naming it."""
+        check_settings()
+
     def __call__(self, request: WebhookRequest) -> list[Any]:
         if self._handler is None:
             self._handler = self._build()
-        try:
-            self._handler.accept(request.remote, request.path, request.body)
-        except CallbackRejected as exc:
-            raise Rejected(exc.status, exc.reason) from None
+        # a refusal raises CallbackRejected, an inbox `Rejected`: the intake answers it
+        self._handler.accept(request.remote, request.path, request.body)
         # the journal holds the callback (and its body); the shared store needs no copy
         return []

@@ -1,8 +1,8 @@
-"""The local, write-ahead job journal: the source of truth for what was submitted to Oxylabs.
+"""The write-ahead job ledger: the source of truth for what was submitted to Oxylabs.
 
 Oxylabs has no "list my jobs" endpoint (docs/oxylabs.md#what-scrapesync-infers): a job id that
 is not written down is lost, and a query whose submission is not written down may be paid for
-twice. So every batch goes through three durable states before and after its one POST:
+twice. So every batch goes through durable states before and after its one POST:
 
     planned   intent recorded (fingerprints, batch id); nothing sent yet: safe to send
     sending   recorded just before the POST: from here the outcome is unknown until the answer
@@ -13,49 +13,57 @@ twice. So every batch goes through three durable states before and after its one
               process died between `sending` and `submitted`; never resent unless forced
     abandoned the user dropped an unknown batch (`scrapesync oxylabs resolve --abandon`)
 
-Why SQLite (WAL, `synchronous=FULL`) and not an fsync'd JSONL file: a batch answer of 5,000
-job ids must land all-or-nothing (one transaction), fingerprints are looked up by index on
-every submission (12,000 queries in the tests), the callback intake (another process) writes
-concurrently with a sync (WAL: one writer, readers never blocked, `busy_timeout`), and
-`synchronous=FULL` fsyncs the WAL on every commit, so a committed state survives SIGKILL and
-power loss. A JSONL log would need its own compaction, torn-line handling and locking.
+Where: in the destination (schema `oxylabs_ledger`, see `sources/common/statedb.py`), the one
+store every worker shares, so a fresh worker continues where the last one stopped: DuckDB's
+file or PostgreSQL, each state change committed (durable) before the step that depends on it.
+`journal_path` keeps it in a local SQLite file instead (WAL, `synchronous=FULL`), for a
+destination without SQL; then that file is the only record of the job ids.
+
+Tables: `meta` (the change counter), `batches`, `jobs` (one row per fingerprint and attempt),
+`callbacks` (one row per job id, written by the callback intake, possibly another process).
 """
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import dlt
 import orjson
 import pendulum
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta VALUES ('version', 0);
-CREATE TABLE IF NOT EXISTS batches (
-    batch_id TEXT PRIMARY KEY, state TEXT NOT NULL, kind TEXT NOT NULL, params TEXT NOT NULL,
-    size INTEGER NOT NULL, created_at TEXT NOT NULL, sent_at TEXT, answered_at TEXT,
-    note TEXT, version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS jobs (
-    fingerprint TEXT NOT NULL, attempt INTEGER NOT NULL, batch_id TEXT NOT NULL,
-    position INTEGER NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL, params TEXT NOT NULL,
-    origin TEXT NOT NULL DEFAULT 'submit', job_id TEXT UNIQUE, status TEXT NOT NULL,
-    fault_code INTEGER, fault_reason TEXT, result_pages INTEGER, submitted_at TEXT,
-    finished_at TEXT, collected_at TEXT, collect_load_id TEXT, callback_at TEXT,
-    resubmitted_as TEXT, version INTEGER NOT NULL, PRIMARY KEY (fingerprint, attempt));
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_batch ON jobs (batch_id, position);
-CREATE INDEX IF NOT EXISTS jobs_version ON jobs (version);
-CREATE TABLE IF NOT EXISTS callbacks (
-    job_id TEXT PRIMARY KEY, status TEXT NOT NULL, tag TEXT, body BLOB NOT NULL,
-    received_at TEXT NOT NULL, applied INTEGER NOT NULL DEFAULT 0);
-"""
+from scrapesync.sources.common.statedb import StateDB
+
+LEDGER_SCHEMA = "oxylabs_ledger"
+TABLES = (
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+    "INSERT INTO meta (name, value) VALUES ('version', 0) ON CONFLICT DO NOTHING",
+    "CREATE TABLE IF NOT EXISTS batches (batch_id TEXT PRIMARY KEY, state TEXT NOT NULL,"
+    " kind TEXT NOT NULL, params TEXT NOT NULL, size BIGINT NOT NULL, created_at TEXT NOT NULL,"
+    " sent_at TEXT, answered_at TEXT, note TEXT, version BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS jobs (fingerprint TEXT NOT NULL, attempt BIGINT NOT NULL,"
+    " batch_id TEXT NOT NULL, position BIGINT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL,"
+    " params TEXT NOT NULL, origin TEXT NOT NULL DEFAULT 'submit', job_id TEXT,"
+    " status TEXT NOT NULL, fault_code BIGINT, fault_reason TEXT, result_pages BIGINT,"
+    " submitted_at TEXT, finished_at TEXT, collected_at TEXT, collect_load_id TEXT,"
+    " callback_at TEXT, resubmitted_as TEXT, version BIGINT NOT NULL,"
+    " PRIMARY KEY (fingerprint, attempt))",
+    "CREATE TABLE IF NOT EXISTS callbacks (job_id TEXT PRIMARY KEY, status TEXT NOT NULL,"
+    " tag TEXT, body TEXT NOT NULL, received_at TEXT NOT NULL, applied BIGINT NOT NULL DEFAULT 0)",
+)
+# secondary indexes, where updates keep them cheap. DuckDB turns the update of an indexed
+# column into delete + insert and then reports false duplicates (measured: `job_id` set on one
+# row of a batch answer failed as a duplicate key); it scans these tables fast, so it gets
+# only the primary keys above, and job ids stay unique by construction there (Oxylabs issues
+# them; Scheduler jobs are inserted only when their id is not known yet)
+INDEXES = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS jobs_job_id ON jobs (job_id)",
+    "CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS jobs_batch ON jobs (batch_id, position)",
+    "CREATE INDEX IF NOT EXISTS jobs_version ON jobs (version)",
+)
 # Job statuses of the journal: `intent` (batch not answered yet), Oxylabs' own `pending`,
 # `done`, `faulted`, plus `expired` (results gone, 404) and `resubmitted` (a faulted job that
 # got a new attempt).
@@ -81,11 +89,8 @@ JOB_COLUMNS = (
     "resubmitted_as",
     "version",
 )
-
-
-def default_path() -> Path:
-    """`<dlt data dir>/scrapesync/oxylabs/journal.sqlite` (`DLT_DATA_DIR` moves it)."""
-    return Path(dlt.current.run_context().data_dir) / "scrapesync" / "oxylabs" / "journal.sqlite"
+# bound parameters per statement (SQLite's limit is the lowest of the three databases)
+CHUNK = 900
 
 
 def fingerprint(kind: str, value: str, params: dict[str, Any]) -> str:
@@ -98,63 +103,102 @@ def now() -> str:
     return pendulum.now("UTC").to_iso8601_string()
 
 
-class Journal:
-    """One SQLite journal file, safe to share between threads and processes."""
+def default_ledger() -> StateDB:
+    """The ledger in `[scrapesync] destination` (CLI actions, the callback intake); a sync
+    binds its journal to its own pipeline's destination instead (`Journal.use_pipeline`)."""
+    return StateDB.from_config(LEDGER_SCHEMA)
 
-    def __init__(self, path: Path | str | None = None) -> None:
-        self.path = Path(path) if path else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30
-        )
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
-            self._db.execute("COMMIT")
+
+def open_store(
+    journal_path: str | Path | None = None, ledger: StateDB | None = None
+) -> StateDB | Callable[[], StateDB]:
+    """Where the ledger is: `ledger`, else the local file `journal_path`, else (resolved on
+    first use) `default_ledger()`."""
+    if ledger is not None:
+        return ledger.with_schema(LEDGER_SCHEMA) if ledger.schema != LEDGER_SCHEMA else ledger
+    if journal_path:
+        return StateDB.sqlite(journal_path)
+    return default_ledger
+
+
+class Journal:
+    """The ledger in one `StateDB`, safe to share between threads and processes."""
+
+    def __init__(self, store: StateDB | Callable[[], StateDB] | str | Path | None = None) -> None:
+        if isinstance(store, (str, Path)) or store is None:
+            store = open_store(store)
+        self._store = store
+        # an explicit store (a ledger, a local file) is never replaced by a pipeline's
+        self.explicit = isinstance(store, StateDB)
+        self._tx: Any = None
+
+    def use_pipeline(self, pipeline: Any) -> None:
+        """Keep the ledger in `pipeline`'s destination, unless a store was given explicitly."""
+        if not self.explicit:
+            self._store = StateDB.for_pipeline(pipeline, LEDGER_SCHEMA)
+            self.explicit = True
+
+    @property
+    def db(self) -> StateDB:
+        if not isinstance(self._store, StateDB):
+            self._store = self._store()
+        if self._store.kind != "duckdb":
+            self._store.ensure("oxylabs_ledger", (*TABLES, *INDEXES))
+        else:
+            self._store.ensure("oxylabs_ledger", TABLES)
+        return self._store
+
+    @property
+    def location(self) -> str:
+        """Where the ledger is, printable (never a password)."""
+        return self.db.location
+
+    @property
+    def path(self) -> str:
+        """`location` (the name messages used when the ledger was always a local file)."""
+        return self.location
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        """Release the database file now (DuckDB: other processes may open it)."""
+        if isinstance(self._store, StateDB):
+            self._store.release()
 
     @contextmanager
     def write(self) -> Iterator[int]:
         """One durable write transaction; yields the version number its rows get."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self.db.transaction() as tx:
+            previous, self._tx = self._tx, tx
             try:
-                row = self._db.execute(
-                    "UPDATE meta SET value = value + 1 WHERE key = 'version' RETURNING value"
-                ).fetchone()
-                yield int(row[0])
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                rows = tx.execute(
+                    "UPDATE meta SET value = value + 1 WHERE name = 'version' RETURNING value"
+                )
+                yield int(rows[0]["value"])
+            finally:
+                self._tx = previous
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            return [dict(row) for row in self._db.execute(sql, params).fetchall()]
+        if self._tx is not None:
+            return self._tx.execute(sql, params)
+        try:
+            return self.db.query(sql, params)
+        finally:
+            # a read ends a unit of work (a status, a check between syncs): the DuckDB file is
+            # free at once; bursts of writes keep sharing one connection
+            self.db.release()
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run one statement inside an open `write()` transaction."""
-        self._db.execute(sql, params)
+        return self._tx.execute(sql, params)
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        self._db.executemany(sql, rows)
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._tx.executemany(sql, rows)
 
     # -- submission -----------------------------------------------------------------------
     def latest_attempts(self, fingerprints: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The newest attempt of each known fingerprint (with its batch state)."""
         found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(fingerprints), 900):  # SQLite's bound-parameter limit
-            chunk = fingerprints[start : start + 900]
+        for start in range(0, len(fingerprints), CHUNK):
+            chunk = fingerprints[start : start + CHUNK]
             marks = ",".join("?" * len(chunk))
             rows = self.query(
                 f"SELECT j.*, b.state AS batch_state FROM jobs j JOIN batches b USING (batch_id)"
@@ -262,17 +306,16 @@ class Journal:
         results), so the version is not bumped.
         """
         total = 0
-        with self._lock:
-            for start in range(0, len(load_ids), 900):
-                chunk = load_ids[start : start + 900]
-                marks = ",".join("?" * len(chunk))
-                with self.write():
-                    cursor = self._db.execute(
-                        f"UPDATE jobs SET collected_at = ? WHERE collected_at IS NULL"
-                        f" AND collect_load_id IN ({marks})",
-                        (now(), *chunk),
-                    )
-                    total += cursor.rowcount
+        for start in range(0, len(load_ids), CHUNK):
+            chunk = load_ids[start : start + CHUNK]
+            marks = ",".join("?" * len(chunk))
+            with self.db.transaction() as tx:
+                rows = tx.execute(
+                    f"UPDATE jobs SET collected_at = ? WHERE collected_at IS NULL"
+                    f" AND collect_load_id IN ({marks}) RETURNING job_id",
+                    (now(), *chunk),
+                )
+                total += len(rows)
         return total
 
     def uncollected_load_ids(self) -> list[str]:
@@ -293,48 +336,69 @@ class Journal:
     def add_external_jobs(self, rows: Sequence[tuple[str, str, int, str]]) -> int:
         """Register jobs created outside scrapesync (Scheduler runs): (job_id, batch, position
         in the batch, status). Known job ids are left alone; returns how many were new."""
-        added = 0
+        if not rows:
+            return 0
         with self.write() as version:
-            for job_id, batch_id, position, status in rows:
-                cursor = self._db.execute(
-                    "INSERT OR IGNORE INTO jobs (fingerprint, attempt, batch_id, position, kind,"
-                    " value, params, origin, job_id, status, submitted_at, version)"
-                    " VALUES (?, 0, ?, ?, 'scheduled', '', '{}', 'scheduler', ?, ?, ?, ?)",
-                    (f"job:{job_id}", batch_id, position, job_id, status, now(), version),
-                )
-                added += cursor.rowcount
-            self.execute(
-                "INSERT OR IGNORE INTO batches (batch_id, state, kind, params, size, created_at,"
-                " version) SELECT DISTINCT batch_id, 'submitted', 'scheduled', '{}', 0, ?, ?"
-                " FROM jobs WHERE origin = 'scheduler'",
-                (now(), version),
+            known: set[str] = set()
+            ids = list(dict.fromkeys(job_id for job_id, _, _, _ in rows))
+            for start in range(0, len(ids), CHUNK):
+                chunk = ids[start : start + CHUNK]
+                marks = ",".join("?" * len(chunk))
+                found = self.execute(f"SELECT job_id FROM jobs WHERE job_id IN ({marks})", chunk)
+                known.update(row["job_id"] for row in found)
+            fresh = list({r[0]: r for r in rows if r[0] not in known}.values())
+            stamp = now()
+            self.executemany(
+                "INSERT INTO jobs (fingerprint, attempt, batch_id, position, kind, value, params,"
+                " origin, job_id, status, submitted_at, version)"
+                " VALUES (?, 0, ?, ?, 'scheduled', '', '{}', 'scheduler', ?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                [
+                    (f"job:{job_id}", batch_id, position, job_id, status, stamp, version)
+                    for job_id, batch_id, position, status in fresh
+                ],
             )
-        return added
+            self.executemany(
+                "INSERT INTO batches (batch_id, state, kind, params, size, created_at, version)"
+                " VALUES (?, 'submitted', 'scheduled', '{}', 0, ?, ?) ON CONFLICT DO NOTHING",
+                [(batch_id, stamp, version) for batch_id in dict.fromkeys(r[1] for r in fresh)],
+            )
+        return len(fresh)
 
     # -- callbacks ------------------------------------------------------------------------
     def store_callback(self, job: dict[str, Any], body: bytes) -> bool:
-        """Keep one callback durably; a duplicate of a known job id changes nothing."""
-        job_id = str(job["id"])
-        tag = str(job.get("client_notes") or "")
-        with self.write():
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO callbacks (job_id, status, tag, body, received_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (job_id, str(job.get("status") or ""), tag, body, now()),
-            )
-            return bool(cursor.rowcount)
+        """Keep one callback durably; a duplicate of a known job id changes nothing.
+
+        Written by the callback intake, maybe while a sync holds the DuckDB file: then it waits
+        briefly and else goes to the local spool (`StateDB.insert_or_spool`).
+        """
+        row = {
+            "job_id": str(job["id"]),
+            "status": str(job.get("status") or ""),
+            "tag": str(job.get("client_notes") or ""),
+            "body": body.decode("utf-8", errors="replace"),
+            "received_at": now(),
+        }
+        if not isinstance(self._store, StateDB):
+            self._store = self._store()
+        store = self._store
+        # the intake may be the ledger's first writer: its DDL goes with the row
+        return store.insert_or_spool("callbacks", row, TABLES)
 
     def unapplied_callbacks(self) -> list[dict[str, Any]]:
         return self.query("SELECT * FROM callbacks WHERE applied = 0 ORDER BY received_at")
 
     def apply_callbacks(self, job_ids: Sequence[str]) -> None:
         """Flag the callbacks' jobs for collection first (and the callbacks as applied)."""
+        if not job_ids:
+            return
         stamp = now()
         with self.write() as version:
-            for job_id in job_ids:
-                self.execute(
-                    "UPDATE jobs SET callback_at = coalesce(callback_at, ?), version = ?"
-                    " WHERE job_id = ?",
-                    (stamp, version, job_id),
-                )
-                self.execute("UPDATE callbacks SET applied = 1 WHERE job_id = ?", (job_id,))
+            self.executemany(
+                "UPDATE jobs SET callback_at = coalesce(callback_at, ?), version = ?"
+                " WHERE job_id = ?",
+                [(stamp, version, job_id) for job_id in job_ids],
+            )
+            self.executemany(
+                "UPDATE callbacks SET applied = 1 WHERE job_id = ?", [(j,) for j in job_ids]
+            )

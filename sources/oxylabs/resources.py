@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import dlt
@@ -16,10 +15,11 @@ from dlt.common import logger
 
 from scrapesync.sources.common.client import ProviderRESTClient
 from scrapesync.sources.common.pacing import RateLimiter
+from scrapesync.sources.common.statedb import StateDB
 from scrapesync.sources.common.stats import RequestStats
 from scrapesync.sources.oxylabs.client import read_client, submit_client
 from scrapesync.sources.oxylabs.collect import Collector, Outcome
-from scrapesync.sources.oxylabs.journal import Journal
+from scrapesync.sources.oxylabs.journal import LEDGER_SCHEMA, Journal, open_store
 from scrapesync.sources.oxylabs.scheduler import scheduled_jobs
 from scrapesync.sources.oxylabs.settings import (
     BASE_URL,
@@ -60,8 +60,15 @@ def connect(
     storage_bucket_url: str | None = None,
     batch_size: int = MAX_BATCH,
     stats: RequestStats | None = None,
+    ledger: StateDB | None = None,
+    callback_token: str | None = None,
 ) -> Oxylabs:
-    """Open the journal and build the clients (shared by the source and the CLI actions)."""
+    """Open the ledger and build the clients (shared by the source and the CLI actions).
+
+    The ledger is `ledger` (a store in the destination, e.g. `ledger_for(pipeline)`), else the
+    local SQLite file `journal_path`, else the destination of the pipeline being run, found
+    on first use (the sync's case).
+    """
     if not username or not password:
         raise ValueError(
             "oxylabs: set the API user: `sources.oxylabs.username` and `sources.oxylabs.password`"
@@ -74,13 +81,13 @@ def connect(
         setting="sources.oxylabs.requests_per_second",
         quota_pause=ratelimit_window,
     )
-    journal = Journal(journal_path)
+    journal = Journal(open_store(journal_path, ledger))
     reader = read_client(base_url, username, password, stats, limiter)
     poster = submit_client(base_url, username, password, stats, limiter)
     return Oxylabs(
         journal,
         reader,
-        Submitter(journal, poster, batch_size),
+        Submitter(journal, poster, batch_size, callback_token),
         Collector(reader, concurrency, result_type, storage_bucket_url),
         limiter,
     )
@@ -93,8 +100,12 @@ def sync_jobs(
     """One sync of the ledger (the `jobs` resource's body; its docstring tells the order)."""
     state = dlt.current.resource_state()
     load_id = dlt.current.load_package_state()["load_id"]
-    # post_load finds the journal here (it gets only the pipeline)
-    dlt.current.source_state()["journal_path"] = str(ox.journal.path)
+    # the ledger is in the destination this pipeline loads to (unless a store was given)
+    ox.journal.use_pipeline(dlt.current.pipeline())
+    # post_load finds a local ledger file here (it gets only the pipeline); a ledger in the
+    # destination it derives from the pipeline
+    local = ox.journal.db.target if ox.journal.db.kind == "sqlite" else None
+    dlt.current.source_state()["journal_path"] = local
     apply_callbacks(ox.journal)
     ox.submitter.resume()
     if scheduler:
@@ -103,6 +114,7 @@ def sync_jobs(
     if max_resubmits > 0:
         ox.submitter.resubmit_faulted(max_resubmits, resubmit_613)
     yield from ledger_rows(ox.journal, state)
+    ox.journal.close()  # dlt's load opens the DuckDB file next
 
 
 def apply_callbacks(journal: Journal) -> int:
@@ -200,27 +212,32 @@ def ledger_rows(journal: Journal, state: dict[str, Any]) -> Iterator[Any]:
 
 
 # -- after the load -------------------------------------------------------------------------
+def ledger_for(pipeline: dlt.Pipeline) -> StateDB:
+    """The ledger in `pipeline`'s destination (schema `oxylabs_ledger`)."""
+    return StateDB.for_pipeline(pipeline, LEDGER_SCHEMA)
+
+
 def post_load(pipeline: dlt.Pipeline) -> int:
     """Mark jobs whose results are in a completed load as collected (never fetched again)."""
-    path = pipeline.state.get("sources", {}).get("oxylabs", {}).get("journal_path")
-    if not path or not Path(path).exists():
-        return 0
-    journal = Journal(path)
+    local = pipeline.state.get("sources", {}).get("oxylabs", {}).get("journal_path")
+    journal = Journal(open_store(local, None if local else ledger_for(pipeline)))
     try:
-        pending = journal.uncollected_load_ids()
-        if not pending:
-            return 0
-        # load ids are dlt's numeric strings; nothing else is interpolated into the SQL
-        marks = ", ".join(
-            f"'{load_id}'" for load_id in pending if load_id.replace(".", "").isdigit()
-        )
-        if not marks:
-            return 0
-        with pipeline.sql_client() as client:
-            loads = client.make_qualified_table_name("_dlt_loads")
-            rows = client.execute_sql(
-                f"SELECT load_id FROM {loads} WHERE status = 0 AND load_id IN ({marks})"
-            )
-        return journal.mark_collected([str(row[0]) for row in rows or []])
+        return _mark_collected(pipeline, journal)
     finally:
-        journal.close()
+        journal.close()  # the file is free for the next step (DuckDB: one writer process)
+
+
+def _mark_collected(pipeline: dlt.Pipeline, journal: Journal) -> int:
+    pending = journal.uncollected_load_ids()
+    if not pending:
+        return 0
+    # load ids are dlt's numeric strings; nothing else is interpolated into the SQL
+    marks = ", ".join(f"'{load_id}'" for load_id in pending if load_id.replace(".", "").isdigit())
+    if not marks:
+        return 0
+    with pipeline.sql_client() as client:
+        loads = client.make_qualified_table_name("_dlt_loads")
+        rows = client.execute_sql(
+            f"SELECT load_id FROM {loads} WHERE status = 0 AND load_id IN ({marks})"
+        )
+    return journal.mark_collected([str(row[0]) for row in rows or []])

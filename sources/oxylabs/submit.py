@@ -9,13 +9,11 @@ otherwise reported as `unknown`: it is never resent unless the user forces it.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +23,7 @@ from requests.exceptions import RequestException
 
 from scrapesync.sources.common.client import ProviderRESTClient
 from scrapesync.sources.common.errors import ProviderAPIError
+from scrapesync.sources.common.redact import MASK, redact_url, register_secret, register_secret_path
 from scrapesync.sources.oxylabs.client import may_have_created
 from scrapesync.sources.oxylabs.journal import Journal, fingerprint
 from scrapesync.sources.oxylabs.settings import (
@@ -97,31 +96,55 @@ def validate_params(kind: str, params: dict[str, Any]) -> None:
 
 
 class Submitter:
-    """Submits batches through the journal with one process at a time (a lock file)."""
+    """Submits batches through the ledger, one process at a time (the ledger's submit lock).
+
+    The callback URL carries a secret (the listener's token): the ledger and the warehouse keep
+    it redacted (`redact_url`), and the real URL is put back only into the POST's payload.
+    """
 
     def __init__(
-        self, journal: Journal, client: ProviderRESTClient, batch_size: int = MAX_BATCH
+        self,
+        journal: Journal,
+        client: ProviderRESTClient,
+        batch_size: int = MAX_BATCH,
+        callback_token: str | None = None,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"oxylabs: batch_size must be 1..{MAX_BATCH} (the documented limit)")
         self.journal = journal
         self.client = client
         self.batch_size = batch_size
+        self.callback_token = callback_token
+        # redacted callback URL -> the real one, for the URLs given to this process
+        self._callback_urls: dict[str, str] = {}
+        if callback_token:
+            register_secret(callback_token)
 
-    @contextmanager
-    def exclusive(self, wait: bool = True) -> Iterator[bool]:
-        """Hold the journal's submission lock; yields False when another process holds it."""
-        lock_path = self.journal.path.with_suffix(".submit.lock")
-        with open(lock_path, "a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def exclusive(self, wait: bool = True) -> Any:
+        """Hold the ledger's submission lock (a context manager yielding False when another
+        process holds it and `wait` is False); a killed holder releases it."""
+        return self.journal.db.exclusive("submit", wait)
+
+    def stored_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """`params` as the ledger keeps them: the callback URL without its token."""
+        url = params.get("callback_url")
+        if not isinstance(url, str):
+            return params
+        # the documented callback URL is `.../oxylabs/<callback_token>` (README, Oxylabs)
+        register_secret_path("oxylabs")
+        redacted = redact_url(url)
+        self._callback_urls[redacted] = url
+        return {**params, "callback_url": redacted}
+
+    def _real_callback_url(self, stored: str) -> str | None:
+        """The URL to send for a stored (redacted) one; None when it cannot be restored."""
+        if stored in self._callback_urls:
+            return self._callback_urls[stored]
+        if MASK not in stored:
+            return stored
+        if self.callback_token and stored.count(MASK) == 1:
+            return stored.replace(MASK, self.callback_token)
+        return None
 
     # -- public ---------------------------------------------------------------------------
     def submit(
@@ -129,12 +152,14 @@ class Submitter:
     ) -> SubmitReport:
         """Submit `values` as `kind` jobs with `params`; known fingerprints are skipped."""
         validate_params(kind, params)
+        params = self.stored_params(params)
         report = SubmitReport()
         with self.exclusive():
             self._recover(report)
             items = self._new_items(values, kind, params, force, report)
             for start in range(0, len(items), self.batch_size):
                 self._plan_and_send(kind, params, items[start : start + self.batch_size], report)
+        self.journal.close()
         return report
 
     def resume(self) -> SubmitReport:
@@ -299,16 +324,28 @@ class Submitter:
     def _batch(self, batch_id: str) -> dict[str, Any]:
         rows = self.journal.query("SELECT * FROM batches WHERE batch_id = ?", (batch_id,))
         if not rows:
-            raise ValueError(f"oxylabs: no batch {batch_id!r} in the journal {self.journal.path}")
+            raise ValueError(
+                f"oxylabs: no batch {batch_id!r} in the ledger {self.journal.location}"
+            )
         return rows[0]
 
     @staticmethod
     def _user_params(params: dict[str, Any]) -> dict[str, Any]:
         return dict(params)
 
-    @staticmethod
-    def _payload(batch: dict[str, Any], jobs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def _payload(self, batch: dict[str, Any], jobs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         params = orjson.loads(batch["params"])
+        if isinstance(params.get("callback_url"), str):
+            real = self._real_callback_url(params["callback_url"])
+            if real is None:
+                logger.warning(
+                    f"oxylabs: batch {batch['batch_id']}: its callback URL's token is not "
+                    "configured here (`sources.oxylabs.callback_token`): sent without a "
+                    "callback; its jobs are collected by polling"
+                )
+                del params["callback_url"]
+            else:
+                params["callback_url"] = real
         notes = params.get("client_notes")
         tag = batch_tag(batch["batch_id"])
         # the tag lets a callback name its batch when the submission answer was lost

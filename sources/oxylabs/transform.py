@@ -12,6 +12,7 @@ import orjson
 import pendulum
 
 from scrapesync.sources.common.errors import malformed_item
+from scrapesync.sources.common.shapes import safe_row
 from scrapesync.sources.common.validation import undocumented
 from scrapesync.sources.oxylabs.settings import (
     CODE_RETRY_FREE,
@@ -60,6 +61,13 @@ def page_number(job: dict[str, Any], value: Any) -> int:
     return value
 
 
+# columns of `results` scrapesync sets; an undocumented field of such a name is renamed
+RESULT_COLUMNS = (
+    "job_id", "page", "query", "source", "url", "status_code", "type", "created_at",
+    "updated_at", "parser_type", "content", "parsed",
+)  # fmt: skip
+
+
 def result_row(job: dict[str, Any], page: dict[str, Any], position: int = 1) -> dict[str, Any]:
     """One `results` row: raw HTML stays a string; parsed objects are flattened by dlt.
 
@@ -67,7 +75,7 @@ def result_row(job: dict[str, Any], page: dict[str, Any], position: int = 1) -> 
     `page` number takes its position in the answer (1-based), as the API numbers them.
     """
     params = orjson.loads(job["params"] or "{}")
-    row = undocumented(page, RESULT_FIELDS)
+    row = safe_row(undocumented(page, RESULT_FIELDS), RESULT_COLUMNS)
     row |= {
         "job_id": str(job["job_id"]),
         "page": page_number(job, page.get("page", position)),
@@ -81,7 +89,9 @@ def result_row(job: dict[str, Any], page: dict[str, Any], position: int = 1) -> 
         "parser_type": page.get("parser_type") or None,
     }
     content = page.get("content")
-    row["content" if isinstance(content, str) else "parsed"] = content
+    # parsed results are the target page's own keys: names dlt would merge are renamed
+    parsed = safe_row(content) if isinstance(content, dict) else content
+    row["content" if isinstance(content, str) else "parsed"] = parsed
     return row
 
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common.libs.pyarrow import get_column_type_from_py_arrow
 
-from scrapesync.sources.reworkd.settings import CHANGE_TYPES, TIMESTAMP_FIELDS
+from scrapesync.sources.reworkd.settings import CHANGE_TYPES, SCALAR_FIELDS, TIMESTAMP_FIELDS
 
 UTC_TS = pa.timestamp("us", tz="UTC")
 # `_version` = zero-padded (update_date in µs, id): sorts like "latest change wins, then id".
@@ -25,6 +25,11 @@ INFERENCE_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedEr
 KNOWN_CHANGES = pa.array(CHANGE_TYPES, pa.string())
 # fields without which an output cannot be placed: its cursor, its identity, its change
 REQUIRED_FIELDS = ("id", "key_hash", "change_type", "create_date")
+# columns of `outputs` (and `outputs_history`) that are not a record's own field: a field of
+# `data`, `tags` or an undocumented one whose name normalizes to one of these is renamed
+OWN_COLUMNS: Final = frozenset(
+    (*SCALAR_FIELDS, "group_id", "_version", "_deleted", "_dlt_load_id", "valid_from", "valid_to")
+)
 
 
 class MalformedOutputError(ValueError):
@@ -173,6 +178,9 @@ def conform(table: pa.Table, loaded: Mapping[str, str]) -> pa.Table:
         if target is None or column.type == target:
             continue
         try:
+            if pa.types.is_boolean(target) and not pa.types.is_null(column.type):
+                # Arrow casts any non-zero number to true: 2 would be lost
+                raise pa.ArrowInvalid(f"{column.type} is not a bool")
             table = table.set_column(index, name, pc.cast(column, target, safe=True))
         except INFERENCE_ERRORS:
             page_type = get_column_type_from_py_arrow(column.type)["data_type"]

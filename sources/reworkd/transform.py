@@ -9,6 +9,12 @@ The fast path lets Arrow infer one struct type for the whole page and flattens i
 kernels (about 5x faster than building rows in Python). A page Arrow cannot type (a field
 holding a number in one output and text in another) takes the row-by-row path, where such a
 field becomes JSON text. Both paths give the same columns.
+
+Lists are JSON text on both paths: an Arrow list column takes its item type from the page
+(`list<string>`, or `list<null>` on a page whose lists are all empty), and dlt cannot write two
+pages of one table with different types into one file. Field names that dlt would merge
+(`Price` and `price`) or take for its own (`_dlt_id`, `group_id`) are renamed by
+`sources/common/shapes.py` (README, "Faults, bad answers and secrets"): every value is kept.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from scrapesync.sources.common.shapes import path_hash, safe_column_names
 from scrapesync.sources.reworkd.columns import (
     INFERENCE_ERRORS,
+    OWN_COLUMNS,
     UTC_TS,
     as_text,
     finish_outputs,
@@ -28,6 +36,9 @@ from scrapesync.sources.reworkd.columns import (
     text_column,
 )
 from scrapesync.sources.reworkd.settings import FILE_FIELDS, FLATTENED_FIELDS, SCALAR_FIELDS
+
+# a column of the record's own fields, by the path of keys that leads to it
+Path = tuple[str, ...]
 
 OUTPUT_KEYS = ("group_id", "key_hash", "_version", "update_date", "value_hash")
 # an undocumented top-level field is schema drift: it lands as a column (nested ones as JSON)
@@ -61,34 +72,73 @@ def page_tables(
     try:
         page = pa.array(items)
     except INFERENCE_ERRORS:
+        page = None
+    if page is None or _objects_in_lists(page.type):
+        # Arrow gives every object of a list every key of the page (null where absent): the
+        # JSON text of such a list is built from the items as sent instead
         outputs = outputs_table(items, group_id, load_id)
         return outputs, files_table(outputs, items, load_id)
     outputs = finish_outputs(_struct_columns(page), group_id, load_id)
     return outputs, _struct_files(page, outputs, load_id)
 
 
+def _objects_in_lists(page: pa.DataType) -> bool:
+    """Whether a field of `data`, `tags` or an undocumented one holds a list of objects
+    (`files`, documented, is shaped apart)."""
+    return any(_holds_objects(field.type, False) for field in page if field.name != "files")
+
+
+def _holds_objects(kind: pa.DataType, in_list: bool) -> bool:
+    if pa.types.is_struct(kind):
+        return in_list or any(_holds_objects(field.type, False) for field in kind)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _holds_objects(kind.value_type, True)
+    return False
+
+
 # -- fast path: Arrow infers the page's struct type ----------------------------------------------
 def _struct_columns(page: pa.StructArray) -> dict[str, pa.Array]:
     present = {field.name for field in page.type}
     columns = {name: pc.struct_field(page, name) for name in SCALAR_FIELDS if name in present}
+    fields: dict[Path, pa.Array] = {}
     for name in FLATTENED_FIELDS:
         if name in present and pa.types.is_struct(page.type.field(name).type):
-            _flatten_struct(name, pc.struct_field(page, name), columns)
+            _flatten_struct((name,), pc.struct_field(page, name), fields)
     for name in sorted(present - KNOWN_FIELDS):
         child = pc.struct_field(page, name)
-        columns[name] = text_column(child) if pa.types.is_nested(child.type) else child
-    return columns
+        fields[(name,)] = text_column(child) if pa.types.is_nested(child.type) else child
+    return columns | named_fields(fields)
 
 
-def _flatten_struct(prefix: str, array: pa.Array, into: dict[str, pa.Array]) -> None:
+def _flatten_struct(path: Path, array: pa.Array, into: dict[Path, pa.Array]) -> None:
     for field in array.type:
         child = pc.struct_field(array, field.name)
-        name = f"{prefix}__{field.name}"
         if pa.types.is_struct(field.type):
             if field.type.num_fields:
-                _flatten_struct(name, child, into)
+                _flatten_struct((*path, field.name), child, into)
         else:
-            into[name] = child
+            into[(*path, field.name)] = (
+                text_column(child) if pa.types.is_list(field.type) else child
+            )
+
+
+def named_fields(fields: dict[Path, Any]) -> dict[str, Any]:
+    """Columns of the record's fields by name, sorted: nested paths joined by `__`.
+
+    Two paths that join alike (a key `a__b` and `a` -> `b`) both stay: the one without `__` in
+    its keys keeps the name, the other gets `<name>_<hash of its path>`. Then names dlt would
+    merge or take for its own are renamed (sources/common/shapes.py).
+    """
+    joined: dict[str, list[Path]] = {}
+    for path in fields:
+        joined.setdefault("__".join(path), []).append(path)
+    raw: dict[str, Path] = {}
+    for name, paths in joined.items():
+        for rank, path in enumerate(sorted(paths, key=lambda p: (any("__" in k for k in p), p))):
+            raw[name if rank == 0 else f"{name}_{path_hash(path)}"] = path
+    names = sorted(raw)
+    safe = safe_column_names(names, OWN_COLUMNS)
+    return {new: fields[raw[name]] for name, new in zip(names, safe, strict=True)}
 
 
 def _struct_files(page: pa.StructArray, outputs: pa.Table, load_id: str) -> pa.Table:
@@ -166,14 +216,15 @@ def _scalar(value: Any) -> Any:
     return as_text(value) if isinstance(value, (Mapping, list)) else value
 
 
-def flatten(prefix: str, value: Mapping[str, Any], into: dict[str, Any]) -> None:
-    """Flatten nested objects into `prefix__key__sub` entries; lists and scalars stay values."""
+def flatten(path: Path, value: Mapping[str, Any], into: dict[Path, Any]) -> None:
+    """Flatten nested objects into entries by key path; lists become JSON text, as on the
+    Arrow path, and an empty object holds no field (Arrow gives it no column either)."""
     for key, item in value.items():
-        name = f"{prefix}__{key}"
-        if isinstance(item, Mapping) and item:
-            flatten(name, item, into)
+        if isinstance(item, Mapping):
+            if item:
+                flatten((*path, key), item, into)
         else:
-            into[name] = item
+            into[(*path, key)] = as_text(item) if isinstance(item, list) else item
 
 
 def to_array(values: list[Any]) -> pa.Array:
@@ -184,9 +235,9 @@ def to_array(values: list[Any]) -> pa.Array:
         return pa.array([as_text(value) for value in values], pa.string())
 
 
-def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+def _columns(rows: list[dict[Any, Any]]) -> dict[Any, list[Any]]:
     """Row dicts -> column lists, every column as long as `rows` (missing keys are None)."""
-    columns: dict[str, list[Any]] = {}
+    columns: dict[Any, list[Any]] = {}
     for index, row in enumerate(rows):
         for name, value in row.items():
             column = columns.get(name)
@@ -198,17 +249,21 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
 
 def outputs_table(items: list[dict[str, Any]], group_id: str, load_id: str) -> pa.Table:
     """One Arrow row per output, built row by row (for pages Arrow cannot type)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
+    records: list[dict[Path, Any]] = []
     for item in items:
-        row = {field: item.get(field) for field in SCALAR_FIELDS}
-        row.update({name: _scalar(item[name]) for name in sorted(item.keys() - KNOWN_FIELDS)})
+        rows.append({field: item.get(field) for field in SCALAR_FIELDS})
+        record: dict[Path, Any] = {
+            (name,): _scalar(item[name]) for name in sorted(item.keys() - KNOWN_FIELDS)
+        }
         for field in FLATTENED_FIELDS:
             nested = item.get(field)
             if isinstance(nested, Mapping):
-                flatten(field, nested, row)
-        rows.append(row)
+                flatten((field,), nested, record)
+        records.append(record)
     columns = {name: to_array(values) for name, values in _columns(rows).items()}
-    return finish_outputs(columns, group_id, load_id)
+    fields = {path: to_array(values) for path, values in _columns(records).items()}
+    return finish_outputs(columns | named_fields(fields), group_id, load_id)
 
 
 def files_table(outputs: pa.Table, items: Iterable[dict[str, Any]], load_id: str) -> pa.Table:

@@ -18,7 +18,7 @@ from dlt.common import logger
 
 from scrapesync.sources.common.client import ProviderRESTClient
 from scrapesync.sources.common.errors import ProviderAPIError, malformed_item
-from scrapesync.sources.scrapewise.client import check_object_ids
+from scrapesync.sources.scrapewise.client import check_object_ids, id_path
 from scrapesync.sources.scrapewise.settings import (
     DELETE_DATA,
     MERGE,
@@ -45,14 +45,14 @@ def merge_runs(
     idempotency_key: str | None = None,
 ) -> int:
     """Merge runs into the group's enriched dataset (`PUT .../merge`); returns `mergedItems`."""
-    group = check_object_ids([group_id], "group id", "GROUP_ID")[0]
-    jobs = check_object_ids(job_ids, "run id", "JOB_ID")
+    group = check_object_ids([group_id], "group id", "GROUP_ID", "merge")[0]
+    jobs = check_object_ids(job_ids, "run id", "JOB_ID", "merge")
     if not jobs:
         raise ValueError("scrapewise: merge needs at least one run id (JOB_ID)")
     key = idempotency_key or str(uuid.uuid4())
     try:
         response = client.request(
-            MERGE.url_path(group_id=group),
+            id_path(MERGE, "merge", group_id=group),
             method=MERGE.method,
             params={"scraperJobStatusIds": jobs},
             headers={"Idempotency-Key": key},
@@ -92,15 +92,17 @@ class DeletePreview:
 def preview_delete(client: ProviderRESTClient, job_id: str) -> DeletePreview:
     """Step 1 of the two-call delete: `POST .../preview-delete` mints a 5-minute token and a
     summary (docs/scrapewise.md#limits)."""
-    job = check_object_ids([job_id], "run id", "JOB_ID")[0]
+    job = check_object_ids([job_id], "run id", "JOB_ID", "delete-run-data")[0]
     params = {"scraperJobStatusId": job}
     body = client.request(PREVIEW_DELETE.path, method=PREVIEW_DELETE.method, params=params).json()
-    summary = body.get("previewSummary") or {}
-    if not body.get("token"):
+    summary = body.get("previewSummary") if isinstance(body, dict) else None
+    summary = {} if summary is None else summary
+    problem = _preview_problem(body, summary)
+    if problem:
         raise malformed_item(
             "scrapewise",
             PREVIEW_DELETE.path,
-            "the preview has no token",
+            problem,
             PREVIEW_DELETE.method,
             hint="nothing was deleted; retry later",
         )
@@ -111,6 +113,22 @@ def preview_delete(client: ProviderRESTClient, job_id: str) -> DeletePreview:
         cascade_counts=dict(summary.get("cascadeCounts") or {}),
         warnings=[str(w) for w in summary.get("warnings") or []],
     )
+
+
+def _preview_problem(body: Any, summary: Any) -> str | None:
+    """Why a preview answer is not the documented object (None when it is one)."""
+    if not isinstance(body, dict):
+        return f"the preview is a JSON {type(body).__name__}, not an object"
+    if not body.get("token") or not isinstance(body["token"], (str, int)):
+        return "the preview has no token"
+    if not isinstance(summary, dict):
+        return f"the preview's previewSummary is a {type(summary).__name__}, not an object"
+    counts, warnings = summary.get("cascadeCounts"), summary.get("warnings")
+    if counts is not None and not isinstance(counts, dict):
+        return f"the preview's cascadeCounts is a {type(counts).__name__}, not an object"
+    if warnings is not None and not isinstance(warnings, list):
+        return f"the preview's warnings is a {type(warnings).__name__}, not a list"
+    return None
 
 
 def commit_delete(
@@ -143,20 +161,21 @@ def commit_delete(
 
 def run_scraper(client: ProviderRESTClient, scraper_id: str) -> bool:
     """Queue a run (`GET /api/scraper/{id}/run`, the SDK's verb); returns `firstJob`."""
-    scraper = check_object_ids([scraper_id], "scraper id", "SCRAPER_ID")[0]
-    body = client.request(RUN.url_path(scraper_id=scraper), method=RUN.method).json()
+    scraper = check_object_ids([scraper_id], "scraper id", "SCRAPER_ID", "run")[0]
+    body = client.request(id_path(RUN, "run", scraper_id=scraper), method=RUN.method).json()
     return bool(body.get("firstJob")) if isinstance(body, dict) else False
 
 
 def stop_scraper(client: ProviderRESTClient, scraper_id: str) -> None:
     """Stop the scraper's active run: RUNNING or PENDING ends STOPPED, synchronously."""
-    scraper = check_object_ids([scraper_id], "scraper id", "SCRAPER_ID")[0]
-    client.request(STOP.url_path(scraper_id=scraper), method=STOP.method)  # 200, empty body
+    scraper = check_object_ids([scraper_id], "scraper id", "SCRAPER_ID", "stop")[0]
+    path = id_path(STOP, "stop", scraper_id=scraper)
+    client.request(path, method=STOP.method)  # 200, empty body
 
 
 def remove_run_rows(pipeline: dlt.Pipeline, job_id: str) -> int:
     """Delete a run's rows from the destination (after the provider deleted them)."""
-    job = check_object_ids([job_id], "run id", "JOB_ID")[0]
+    job = check_object_ids([job_id], "run id", "JOB_ID", "delete-run-data")[0]
     if "rows" not in _tables(pipeline):
         return 0
     with pipeline.sql_client() as client:

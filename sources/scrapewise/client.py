@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -17,6 +18,7 @@ from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
 
 from scrapesync.sources.common.client import ProviderRESTClient, build_client
 from scrapesync.sources.common.errors import ProviderSpec, malformed_response
+from scrapesync.sources.common.ids import OBJECT_ID, checked_id, fill_path
 from scrapesync.sources.common.stats import RequestStats
 from scrapesync.sources.scrapewise.settings import (
     DELETE_DATA,
@@ -132,16 +134,29 @@ def make_client(
     )
 
 
-def check_object_ids(ids: Iterable[str], what: str, setting: str) -> list[str]:
-    """Refuse ids that are not MongoDB ObjectIds before the API answers with a 500."""
-    checked = [value.strip() for value in ids if value and value.strip()]
-    bad = [value for value in checked if not re.fullmatch(OBJECT_ID_PATTERN, value)]
-    if bad:
-        raise ValueError(
-            f"scrapewise: {what} {bad[0]!r} is not a Scrapewise id (24 hex characters, e.g. "
-            f"65a3b1c8d4e7f291a3b5c6d8): fix {setting}"
-        )
-    return checked
+# Scrapewise ids are MongoDB ObjectIds (settings.OBJECT_ID_PATTERN, docs/scrapewise.md)
+SCRAPEWISE_ID = replace(OBJECT_ID, pattern=OBJECT_ID_PATTERN)
+# the id each path placeholder holds, as messages name it
+ID_NAMES = {"group_id": "group id", "job_id": "run id", "scraper_id": "scraper id"}
+
+
+def check_object_ids(
+    ids: Iterable[str], what: str, setting: str, action: str = "sync"
+) -> list[str]:
+    """Refuse ids that are not MongoDB ObjectIds before the API answers with a 500 (the shared
+    id check, `scrapesync.sources.common.ids`); blank entries are skipped."""
+    fmt = SCRAPEWISE_ID.named(what)
+    return [
+        checked_id(value, fmt, provider=PROVIDER, action=action, fix=setting)
+        for value in ids
+        if not isinstance(value, str) or value.strip()
+    ]
+
+
+def id_path(endpoint: Endpoint, action: str, **ids: str) -> str:
+    """`endpoint`'s path with each id checked and URL-escaped by the shared id helper."""
+    named = {name: (value, SCRAPEWISE_ID.named(ID_NAMES[name])) for name, value in ids.items()}
+    return fill_path(endpoint.path, provider=PROVIDER, action=action, **named)
 
 
 def as_list(body: Any) -> list[Any]:

@@ -9,10 +9,36 @@ from typing import Any
 import orjson
 import pendulum
 
+from scrapesync.sources.common.shapes import current_naming, safe_row
 from scrapesync.sources.common.timeutil import parse_datetime
 from scrapesync.sources.scrapewise.settings import SCRAPED_AT_FIELDS
 
 TIMESTAMP_FIELDS = ("started", "finished")
+# columns scrapesync adds to scraped rows: a scraped field of such a name lands in `user_<name>`
+ROW_COLUMNS = ("job_id", "group_id", "scraper_id", "scraped_at", "row_index")
+ENRICHED_COLUMNS = ("group_id", "enriched_group_id", "_version", "row_index", "_deleted")
+# a run's documented fields (docs/scrapewise.md, "Shapes scrapesync relies on"); any other field
+# is schema drift and lands as a column too, renamed where dlt would merge or take it
+RUN_FIELDS = (
+    "id",
+    "groupId",
+    "scraperId",
+    "state",
+    "started",
+    "finished",
+    "successLinks",
+    "errorLinks",
+    "launchedByCustomer",
+    "jobId",
+    "itemsQuantity",
+    "totalRequests",
+    "attempted",
+    "notAttempted",
+    "duration",
+    "stopReason",
+    "errorMessage",
+    "costLines",
+)
 
 
 def timestamp(value: Any) -> pendulum.DateTime | None:
@@ -32,7 +58,10 @@ def job_row(run: dict[str, Any], vanished: bool = False) -> dict[str, Any]:
     docs/scrapewise.md#what-scrapesync-infers); a run that vanished from the history between
     two syncs is marked the same way.
     """
-    row = {key: value for key, value in run.items() if key != "deleted"}
+    naming = current_naming()
+    own = {naming.normalize_identifier(name) for name in (*RUN_FIELDS, "is_deleted")}
+    drift = {k: v for k, v in run.items() if k not in RUN_FIELDS and k != "deleted"}
+    row = {key: run[key] for key in RUN_FIELDS if key in run} | safe_row(drift, own, naming)
     for name in TIMESTAMP_FIELDS:
         row[name] = timestamp(run.get(name))
     row["is_deleted"] = bool(run.get("deleted")) or vanished
@@ -69,11 +98,12 @@ def scraped_at(row: dict[str, Any]) -> pendulum.DateTime | None:
 def data_rows(run: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A run's scraped rows with the run id, group id, scraper id, scrape time and position.
 
-    The scraper's own fields keep their names (dlt types them: numbers, booleans, text).
+    The scraper's own fields keep their names (dlt types them: numbers, booleans, text);
+    names dlt would merge or take for its own are renamed (sources/common/shapes.py).
     """
     shaped = []
     for index, row in enumerate(rows):
-        out = dict(row)
+        out = safe_row(row, ROW_COLUMNS)
         out.update(
             job_id=run["id"],
             group_id=run.get("groupId"),
@@ -97,7 +127,8 @@ def enriched_rows(
     if not rows:
         return [{**base, "row_index": -1, "_deleted": True}]
     return [
-        {**row, **base, "row_index": index, "_deleted": False} for index, row in enumerate(rows)
+        {**safe_row(row, ENRICHED_COLUMNS), **base, "row_index": index, "_deleted": False}
+        for index, row in enumerate(rows)
     ]
 
 

@@ -19,6 +19,7 @@ import dlt
 import pendulum
 import pyarrow as pa
 import pytest
+from dlt.common.schema.typing import TColumnSchema
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client import RESTClient
@@ -379,7 +380,7 @@ def test_given_one_hint_dict_shared_by_two_columns_then_dlt_merges_them(
     pipeline: dlt.Pipeline,
 ) -> None:
     """Column hints: dlt writes each column's name into its hint dict, in place."""
-    shared = {"data_type": "text", "nullable": False}
+    shared: TColumnSchema = {"data_type": "text", "nullable": False}
     resource = dlt.resource(
         [{"a": "x", "b": "y"}], name="hinted", columns={"a": shared, "b": shared}
     )

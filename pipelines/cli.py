@@ -257,10 +257,13 @@ class CommandLineHost:
         return pipeline_for(provider, destination)
 
     @contextmanager
-    def lease(self, provider: str, purpose: str, destination: str = "duckdb") -> Iterator[None]:
+    def lease(self, provider: str, purpose: str, destination: str | None = None) -> Iterator[None]:
         """Hold `provider`'s run lease (pipelines/lease.py) for the block, e.g. a job submission
         that must not overlap a sync. Held by another run for the whole wait, or a destination
-        that cannot be opened: one line on stderr and exit 75 or 1, never a traceback."""
+        that cannot be opened: one line on stderr and exit 75 or 1, never a traceback. The
+        destination defaults to `[scrapesync] destination`, where the shared state lives."""
+        if destination is None:
+            destination = dlt.config.get("scrapesync.destination") or "duckdb"
         try:
             with run_lease(provider, destination, purpose):
                 yield

@@ -34,7 +34,7 @@ class Host(Protocol):
         ...
 
     def lease(
-        self, provider: str, purpose: str, destination: str = "duckdb"
+        self, provider: str, purpose: str, destination: str | None = None
     ) -> AbstractContextManager[None]:
         """Hold the provider's run lease for a block that must not overlap a sync (e.g. a job
         submission); held elsewhere for the whole wait: one line and exit 75."""

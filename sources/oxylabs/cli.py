@@ -55,12 +55,16 @@ def _out(text: str) -> None:
 def configured(**overrides: Any) -> dict[str, Any]:
     """`connect` arguments from dlt config/secrets (`sources.oxylabs.<name>`)."""
     values: dict[str, Any] = {}
-    for name in inspect.signature(connect).parameters:
-        if name == "stats":
+    for name, parameter in inspect.signature(connect).parameters.items():
+        if name in ("stats", "ledger"):
             continue
-        value: Any = dlt.secrets.get(f"sources.oxylabs.{name}")
+        # env values arrive as text: coerce numbers and flags to their parameter's type, as
+        # dlt does for a source's arguments (SOURCES__OXYLABS__BATCH_SIZE=5 is the int 5)
+        default = parameter.default
+        kind: Any = type(default) if isinstance(default, bool | int | float) else None
+        value: Any = dlt.secrets.get(f"sources.oxylabs.{name}", kind)
         if value is None:
-            value = dlt.config.get(f"sources.oxylabs.{name}")
+            value = dlt.config.get(f"sources.oxylabs.{name}", kind)
         if value is not None:
             values[name] = value
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -12,6 +12,7 @@ import duckdb
 import pytest
 from httpmock import HttpMocker
 from hypothesis import settings
+from pgtest import fresh_database
 
 from scrapesync.pipelines import registry
 from scrapesync.pipelines.report import SyncReport
@@ -122,3 +123,12 @@ def http() -> Iterator[HttpMocker]:
     expected request that was never sent fails the test."""
     with HttpMocker() as mocker:
         yield mocker
+
+
+@pytest.fixture
+def postgres(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A fresh PostgreSQL database as the destination, configured the dlt way
+    (DESTINATION__POSTGRES__CREDENTIALS); skips without a server unless
+    SCRAPESYNC_REQUIRE_POSTGRES=1 (CI) makes that a failure."""
+    with fresh_database(monkeypatch):
+        yield

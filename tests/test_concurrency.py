@@ -22,7 +22,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from test_destinations import postgres, postgres_unavailable  # noqa: F401 (a fixture)
+from pgtest import postgres_unavailable
 
 from scrapesync.pipelines.lease import EXIT_LEASE_HELD, acquire, current_holder
 from scrapesync.pipelines.runner import pipeline_for

@@ -15,10 +15,6 @@ the provider's, and that they really are logs.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,48 +26,10 @@ from scrapesync.pipelines.cli import main as cli
 from scrapesync.pipelines.runner import pipeline_for
 from scrapesync.sandbox.truth import mismatches
 
-POSTGRES = ("127.0.0.1", 5432)
 SANDBOX = {
     "reworkd": {"groups": ["g-a", "g-b"], "records_per_group": 200},
     "scrapewise": {"runs_per_scraper": 3},
 }
-
-
-def postgres_unavailable() -> str | None:
-    """Why the PostgreSQL tests cannot run here (None: they can)."""
-    try:
-        import psycopg2  # noqa: F401
-    except ImportError:
-        return "psycopg2 is not installed (pip install -e '.[dev]' installs dlt[postgres])"
-    try:
-        socket.create_connection(POSTGRES, timeout=2).close()
-    except OSError as exc:
-        return f"no PostgreSQL server at {POSTGRES[0]}:{POSTGRES[1]} ({exc})"
-    return None
-
-
-@pytest.fixture
-def postgres(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A fresh database, configured the dlt way (DESTINATION__POSTGRES__CREDENTIALS)."""
-    reason = postgres_unavailable()
-    if reason:
-        if os.environ.get("SCRAPESYNC_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"SCRAPESYNC_REQUIRE_POSTGRES=1 but {reason}")
-        pytest.skip(reason)
-    import psycopg2
-
-    name = f"scrapesync_test_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(host=POSTGRES[0], port=POSTGRES[1], user="postgres", dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name}")
-    # trust auth ignores the password, but dlt's credentials require one
-    url = f"postgresql://postgres:unused@{POSTGRES[0]}:{POSTGRES[1]}/{name}"
-    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", url)
-    yield
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
 
 
 @pytest.fixture(params=["duckdb", "postgres", "filesystem"])

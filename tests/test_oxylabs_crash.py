@@ -17,12 +17,9 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +31,6 @@ from scrapesync.sources.oxylabs import apply_callbacks, connect
 from scrapesync.sources.oxylabs.journal import LEDGER_SCHEMA, Journal
 
 ROOT = Path(__file__).resolve().parent.parent
-POSTGRES = ("127.0.0.1", 5432)
 VALUES = [f"query {n:05d}" for n in range(12_000)]  # three batches: 5,000 + 5,000 + 2,000
 SUBMIT = """
 import json, sys
@@ -55,36 +51,12 @@ print(json.dumps({"ok": report.ok, "error": report.error}))
 """
 
 
-@pytest.fixture
-def postgres_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A fresh PostgreSQL database as the destination (skips without a server)."""
-    try:
-        import psycopg2
-
-        socket.create_connection(POSTGRES, timeout=2).close()
-    except (ImportError, OSError) as exc:
-        if os.environ.get("SCRAPESYNC_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"SCRAPESYNC_REQUIRE_POSTGRES=1 but no PostgreSQL: {exc}")
-        pytest.skip(f"no PostgreSQL at {POSTGRES[0]}:{POSTGRES[1]} ({exc})")
-    name = f"scrapesync_test_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(host=POSTGRES[0], port=POSTGRES[1], user="postgres", dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name}")
-    url = f"postgresql://postgres:unused@{POSTGRES[0]}:{POSTGRES[1]}/{name}"
-    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", url)
-    yield
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
-
-
 @pytest.fixture(params=["duckdb", "postgres"])
 def destination(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The destination holding the ledger; CLI actions and the children find it in config."""
     monkeypatch.setenv("SCRAPESYNC__DESTINATION", request.param)
     if request.param == "postgres":
-        request.getfixturevalue("postgres_database")
+        request.getfixturevalue("postgres")
     return str(request.param)
 
 

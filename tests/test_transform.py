@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from test_destinations import configure, postgres  # noqa: F401 (postgres: a fixture)
+from test_destinations import configure
 
 from scrapesync.pipelines import registry
 from scrapesync.pipelines.cli import main as cli
@@ -172,7 +172,7 @@ def test_given_a_broken_input_when_transform_runs_then_a_dbt_test_fails_the_exit
 def test_given_postgres_when_synced_with_transform_then_models_build_and_tests_pass(
     make_sandbox: Callable[..., Sandbox],
     monkeypatch: pytest.MonkeyPatch,
-    postgres: None,  # noqa: F811
+    postgres: None,
 ) -> None:
     import psycopg2
 

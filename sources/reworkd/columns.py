@@ -8,6 +8,7 @@ column types already loaded (`conform`: variant columns) and derives `outputs_hi
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
@@ -188,6 +189,35 @@ def conform(table: pa.Table, loaded: Mapping[str, str]) -> pa.Table:
                 [f"{name}__v_{page_type}" if n == name else n for n in table.column_names]
             )
     return table
+
+
+class ExtractTypes:
+    """Column types of the `outputs` pages already extracted in this load, across groups.
+
+    `conform` fits a page to the types dlt's schema knows, but a column first seen in this
+    load is not in the schema until the load is normalised: two pages (of one group or two)
+    that disagree on a new column's type would give Arrow tables dlt cannot write together
+    ("Schema at index 1 was different"). The first page's type wins, as for loaded columns.
+    """
+
+    def __init__(self) -> None:
+        self._load_id: str | None = None
+        self._types: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def conform(self, table: pa.Table, load_id: str, loaded: Mapping[str, str]) -> pa.Table:
+        """`conform` against the loaded types, then this load's earlier pages."""
+        with self._lock:
+            if load_id != self._load_id:  # a new load: what earlier loads saw is in the schema
+                self._load_id, self._types = load_id, {}
+            table = conform(table, {**self._types, **loaded})
+            for field in table.schema:
+                if field.name in self._types or pa.types.is_null(field.type):
+                    continue
+                data_type = get_column_type_from_py_arrow(field.type).get("data_type")
+                if data_type is not None:
+                    self._types[field.name] = data_type
+            return table
 
 
 def history_table(outputs: pa.Table) -> pa.Table:

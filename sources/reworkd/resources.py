@@ -21,7 +21,7 @@ from scrapesync.sources.common.errors import malformed_item
 from scrapesync.sources.common.paginators import log_pages
 from scrapesync.sources.common.timeutil import iso_z
 from scrapesync.sources.reworkd.client import PROVIDER, outputs_path
-from scrapesync.sources.reworkd.columns import MalformedOutputError, conform, history_table
+from scrapesync.sources.reworkd.columns import ExtractTypes, MalformedOutputError, history_table
 from scrapesync.sources.reworkd.settings import PAGE_SIZE_PARAM, WATERMARK_PARAM
 from scrapesync.sources.reworkd.transform import page_tables
 
@@ -77,7 +77,7 @@ def outputs(
         if not page:
             continue
         outputs_page, files_page = _tables(page, group_id, load_id)
-        outputs_page = conform(outputs_page, loaded_types("outputs"))
+        outputs_page = EXTRACT_TYPES.conform(outputs_page, load_id, loaded_types("outputs"))
         deletes = pc.sum(outputs_page["_deleted"]).as_py() or 0
         metrics["deleted:outputs"] = metrics.get("deleted:outputs", 0) + deletes
         # column hints go with the table variant, not the resource, so that the other tables
@@ -114,6 +114,10 @@ def outputs(
                 ),
                 create_table_variant=True,
             )
+
+
+# one per process: every group's resource of a load writes the same `outputs` table
+EXTRACT_TYPES = ExtractTypes()
 
 
 def loaded_types(table: str) -> dict[str, str]:

@@ -18,8 +18,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
+import dlt
 import duckdb
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 from hypothesis import HealthCheck, Phase, settings
@@ -247,3 +249,19 @@ def short(value: Any) -> str:
     """A failure message that stays readable when a document holds 6,000-character texts."""
     text = repr(value)
     return text if len(text) < 1500 else f"{text[:1500]}... ({len(text)} characters)"
+
+
+def load(
+    source: Any, dataset: str, workdir: Path, name: str | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Run `source` through a new dlt pipeline into `workdir/shapes.duckdb` (a fresh working
+    dir per example); returns a read-only connection to what landed."""
+    database = workdir / "shapes.duckdb"
+    pipeline = dlt.pipeline(
+        name or f"shapes_{dataset}",
+        destination=dlt.destinations.duckdb(str(database)),
+        dataset_name=dataset,
+        pipelines_dir=str(workdir / "dlt"),
+    )
+    pipeline.run(source)
+    return duckdb.connect(str(database), read_only=True)

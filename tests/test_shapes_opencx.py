@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dlt
 import duckdb
 import pytest
 from hypothesis import assume, example, given
@@ -33,6 +32,7 @@ from shapes_oracle import (
     documents,
     keys,
     landed,
+    load,
     values,
     without,
 )
@@ -104,14 +104,9 @@ class Served:
 
 def sync(sandbox: Sandbox, workdir: Path) -> duckdb.DuckDBPyConnection:
     api = sandbox.providers["opencx"]
-    pipeline = dlt.pipeline(
-        "shapes_opencx",
-        destination=dlt.destinations.duckdb(str(workdir / "shapes.duckdb")),
-        dataset_name="opencx",
-        pipelines_dir=str(workdir / "dlt"),
+    return load(
+        opencx_source(**api.source_options(sandbox.url("opencx")), page_size=2), "opencx", workdir
     )
-    pipeline.run(opencx_source(**api.source_options(sandbox.url("opencx")), page_size=2))
-    return duckdb.connect(str(workdir / "shapes.duckdb"), read_only=True)
 
 
 def check(

@@ -22,13 +22,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dlt
 import duckdb
 import orjson
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
-from shapes_oracle import LONG_TEXT, NAMING, SETTINGS, TEXT, canon, documents, keys, landed, short
+from shapes_oracle import (
+    LONG_TEXT,
+    NAMING,
+    SETTINGS,
+    TEXT,
+    canon,
+    documents,
+    keys,
+    landed,
+    load,
+    short,
+)
 
 from scrapesync.sandbox import Sandbox
 from scrapesync.sandbox.outscraper import OutscraperAPI
@@ -95,14 +105,9 @@ class Served:
 
 def sync(sandbox: Sandbox, workdir: Path) -> duckdb.DuckDBPyConnection:
     api = sandbox.providers["outscraper"]
-    pipeline = dlt.pipeline(
-        "shapes_outscraper",
-        destination=dlt.destinations.duckdb(str(workdir / "shapes.duckdb")),
-        dataset_name="outscraper",
-        pipelines_dir=str(workdir / "dlt"),
+    return load(
+        outscraper_source(**api.source_options(sandbox.url("outscraper"))), "outscraper", workdir
     )
-    pipeline.run(outscraper_source(**api.source_options(sandbox.url("outscraper"))))
-    return duckdb.connect(str(workdir / "shapes.duckdb"), read_only=True)
 
 
 # -- what the README says a record becomes (Arrow tables: columns.py) -------------------------

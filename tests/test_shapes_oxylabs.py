@@ -18,13 +18,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import dlt
-import duckdb
 import orjson
 import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
-from shapes_oracle import SETTINGS, assert_landed, bool_mixed, documents, landed, without
+from shapes_oracle import SETTINGS, assert_landed, bool_mixed, documents, landed, load, without
 
 from scrapesync.sandbox import Sandbox
 from scrapesync.sandbox.base import SandboxRequest, SandboxResponse
@@ -95,14 +93,7 @@ def sync(served: Served, contents: list[dict[str, Any]], extras: list[Any], work
     ]
     served.pages[job_id] = pages
     served.api.advance()
-    pipeline = dlt.pipeline(
-        "shapes_oxylabs",
-        destination=dlt.destinations.duckdb(str(workdir / "shapes.duckdb")),
-        dataset_name="oxylabs",
-        pipelines_dir=str(workdir / "dlt"),
-    )
-    pipeline.run(oxylabs_source(**options, scheduler=False))
-    db = duckdb.connect(str(workdir / "shapes.duckdb"), read_only=True)
+    db = load(oxylabs_source(**options, scheduler=False), "oxylabs", workdir)
     return job_id, [{**extra, "parsed": content} for content, extra in pages], db
 
 

@@ -20,13 +20,12 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-import dlt
-import duckdb
 import orjson
 import pytest
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from shapes_oracle import load
 
 from scrapesync.sandbox import Sandbox
 from scrapesync.sandbox.reworkd import ReworkdAPI
@@ -104,14 +103,7 @@ def sync(sandbox: Sandbox, group: str, workdir: Path) -> dict[str, dict[str, Any
     """A real sync of one group into a new DuckDB file; `outputs` rows by key_hash."""
     api = sandbox.providers["reworkd"]
     options = {**api.source_options(sandbox.url("reworkd")), "group_ids": [group]}
-    pipeline = dlt.pipeline(
-        f"shapes_{group}",
-        destination=dlt.destinations.duckdb(str(workdir / "shapes.duckdb")),
-        dataset_name="reworkd",
-        pipelines_dir=str(workdir / "dlt"),
-    )
-    pipeline.run(reworkd_source(**options, page_size=2))
-    with duckdb.connect(str(workdir / "shapes.duckdb"), read_only=True) as db:
+    with load(reworkd_source(**options, page_size=2), "reworkd", workdir, f"shapes_{group}") as db:
         if not db.sql("SELECT count(*) FROM duckdb_tables() WHERE table_name='outputs'").fetchone()[
             0
         ]:  # type: ignore[index]

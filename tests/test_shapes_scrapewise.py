@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import dlt
 import duckdb
 import orjson
 import pytest
@@ -31,6 +30,7 @@ from shapes_oracle import (
     bool_mixed,
     documents,
     landed,
+    load,
     without,
 )
 
@@ -129,14 +129,11 @@ class Served:
 def sync(sandbox: Sandbox, workdir: Path) -> duckdb.DuckDBPyConnection:
     """A real sync of the whole account into a new DuckDB file."""
     api = scrapewise_api(sandbox)
-    pipeline = dlt.pipeline(
-        "shapes_scrapewise",
-        destination=dlt.destinations.duckdb(str(workdir / "shapes.duckdb")),
-        dataset_name="scrapewise",
-        pipelines_dir=str(workdir / "dlt"),
+    return load(
+        scrapewise_source(**api.source_options(sandbox.url("scrapewise")), page_size=2),
+        "scrapewise",
+        workdir,
     )
-    pipeline.run(scrapewise_source(**api.source_options(sandbox.url("scrapewise")), page_size=2))
-    return duckdb.connect(str(workdir / "shapes.duckdb"), read_only=True)
 
 
 def check(

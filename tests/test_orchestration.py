@@ -122,6 +122,17 @@ def test_given_dagster_when_the_sync_fails_then_the_run_fails_with_the_providers
     assert "reworkd: GET /v1/outputs/g-a returned HTTP 401" in str(failure.event_specific_data)
 
 
+def oxylabs_to_submit(make_sandbox: Any, monkeypatch: pytest.MonkeyPatch, isolated: Path) -> Any:
+    """An Oxylabs sandbox configured the env way, with `OXYLABS_QUERIES` in the file the
+    orchestrators' submit step reads (`SUBMIT_FILE`)."""
+    sandbox = make_sandbox(oxylabs={"workdir": str(isolated / "oxylabs-sandbox")})
+    configure(monkeypatch, sandbox, "oxylabs")
+    queries = isolated / "queries.txt"
+    queries.write_text("\n".join(OXYLABS_QUERIES) + "\n")
+    monkeypatch.setenv(SUBMIT_FILE, str(queries))
+    return sandbox
+
+
 def test_given_dagster_when_oxylabs_jobs_are_submitted_in_one_run_then_materialisations_on_wiped_dirs_collect_each_once(  # noqa: E501
     make_sandbox: Any, monkeypatch: pytest.MonkeyPatch, isolated: Path
 ) -> None:
@@ -130,12 +141,8 @@ def test_given_dagster_when_oxylabs_jobs_are_submitted_in_one_run_then_materiali
 
     from scrapesync.pipelines.dagster_defs import build_definitions
 
-    sandbox = make_sandbox(oxylabs={"workdir": str(isolated / "oxylabs-sandbox")})
+    sandbox = oxylabs_to_submit(make_sandbox, monkeypatch, isolated)
     api = sandbox.providers["oxylabs"]
-    configure(monkeypatch, sandbox, "oxylabs")
-    queries = isolated / "queries.txt"
-    queries.write_text("\n".join(OXYLABS_QUERIES) + "\n")
-    monkeypatch.setenv(SUBMIT_FILE, str(queries))
 
     @dg.op
     def submit_queries() -> None:
@@ -368,12 +375,8 @@ def test_given_airflow_when_oxylabs_jobs_are_submitted_in_a_task_then_a_later_ru
     make_sandbox: Any, monkeypatch: pytest.MonkeyPatch, isolated: Path
 ) -> None:
     require("airflow", "airflow")
-    sandbox = make_sandbox(oxylabs={"workdir": str(isolated / "oxylabs-sandbox")})
+    sandbox = oxylabs_to_submit(make_sandbox, monkeypatch, isolated)
     api = sandbox.providers["oxylabs"]
-    configure(monkeypatch, sandbox, "oxylabs")
-    queries = isolated / "queries.txt"
-    queries.write_text("\n".join(OXYLABS_QUERIES) + "\n")
-    monkeypatch.setenv(SUBMIT_FILE, str(queries))
     tasks = {
         "oxylabs_submit": "success",
         "oxylabs.scrapesync_oxylabs": "success",

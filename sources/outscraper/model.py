@@ -20,7 +20,7 @@ RUNS: tuple[RunMapping, ...] = (
         key="id",
         parent_id=None,
         state="status",
-        # only SUCCESS is documented; the rest are the Celery states of its queue (py)
+        # only SUCCESS is documented; the rest are the Celery states of its queue (docs/outscraper.md#task-states)
         states={
             "PENDING": "pending",
             "RECEIVED": "pending",

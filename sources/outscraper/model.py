@@ -20,7 +20,8 @@ RUNS: tuple[RunMapping, ...] = (
         key="id",
         parent_id=None,
         state="status",
-        # only SUCCESS is documented; the rest are the Celery states of its queue (docs/outscraper.md#task-states)
+        # only SUCCESS is documented; the rest are the Celery states of its queue
+        # (docs/outscraper.md#task-states)
         states={
             "PENDING": "pending",
             "RECEIVED": "pending",

@@ -17,8 +17,10 @@ import dlt
 import duckdb
 
 from scrapesync.pipelines import registry
+from scrapesync.pipelines.html_report import build_report
 from scrapesync.pipelines.report import format_report
 from scrapesync.pipelines.runner import sync
+from scrapesync.pipelines.transform import build_models
 from scrapesync.sandbox import Sandbox
 from scrapesync.sandbox.registry import sandbox_classes
 
@@ -51,18 +53,12 @@ def run_demo(db_path: str) -> int:
 
 def _build_models(path: Path) -> bool:
     """The dbt models (`scrapesync transform`) over the demo file; skipped, not failed, when
-    the transform module or dbt (the `dbt` extra) is not installed."""
+    dbt (the `dbt` extra, which the README's demo command installs) is not installed."""
     print("\n== models (scrapesync transform)")
-    if importlib.util.find_spec("dbt") is None:  # the README's set-up installs no extra
+    if importlib.util.find_spec("dbt") is None:
         print("models skipped: dbt is not installed (pip install -e '.[dbt]')")
         return True
-    try:
-        from scrapesync.pipelines.transform import build_models
-
-        result = build_models(destination="duckdb", db_path=str(path))
-    except ImportError as exc:
-        print(f"models skipped: {exc} (install the dbt extra: pip install -e '.[dbt]')")
-        return True
+    result = build_models(destination="duckdb", db_path=str(path))
     for line in result.summary:
         print(line)
     return bool(result.ok)
@@ -70,8 +66,6 @@ def _build_models(path: Path) -> bool:
 
 def _build_report(destination: Any, path: Path, work: str) -> bool:
     """The HTML report of the demo file, beside it (`scrapesync report`)."""
-    from scrapesync.pipelines.html_report import build_report
-
     output = report_path(path)
     if not build_report(destination, output, pipelines_dir=work):
         print("\nreport: nothing to report (no sync recorded)")

@@ -55,7 +55,8 @@ class Shard:
         index, count = int(match.group(1)), int(match.group(2))
         if not 0 <= index < count <= MAX_SHARDS:
             raise ValueError(
-                f"`{setting}` = {text!r}: need 0 <= i < N <= {MAX_SHARDS} (shards are 0-based)"
+                f"`{setting}` = {text!r} is not a shard: write `i/N` with 0 <= i < N <= {MAX_SHARDS} "
+                "(shards are 0-based)"
             )
         return cls(index, count)
 

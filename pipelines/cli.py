@@ -1,7 +1,7 @@
 """The `scrapesync` command line.
 
 scrapesync sync [PROVIDER ...] [--destination NAME] [--full-refresh] [--discard-pending]
-    [--transform]
+    [--transform] [--shard i/N]
     exit 0: every sync ok; 1: a sync failed; 2: usage; 75: another run held a provider's lease
 scrapesync status [--destination NAME] [--json] [--max-age-hours H] [--wait SECONDS]
 scrapesync demo [--db PATH]
@@ -48,6 +48,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"scrapesync: {redact(exc)}", file=sys.stderr)
         return 2
+    if args.shard is not None and len(providers) != 1:
+        # a shard is a share of one provider's partitions; each provider splits its own
+        print(
+            "scrapesync: --shard needs exactly one provider, e.g. `scrapesync sync <provider> "
+            "--shard 0/4`",
+            file=sys.stderr,
+        )
+        return 2
     reports = []
     for provider in providers:
         report = sync(
@@ -56,6 +64,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             full_refresh=args.full_refresh,
             discard_pending=args.discard_pending,
             progress=not args.quiet,
+            shard=args.shard,
         )
         print_report(report)
         reports.append(report)
@@ -184,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     sync_parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     sync_parser.add_argument(
         "--transform", action="store_true", help="build the dbt models after the syncs"
+    )
+    sync_parser.add_argument(
+        "--shard",
+        metavar="i/N",
+        help="sync only the partitions worker i of N owns (0-based; one provider; default: "
+        "`sources.<provider>.shard`, else all); see docs/scale-out.md",
     )
     sync_parser.set_defaults(func=cmd_sync)
 

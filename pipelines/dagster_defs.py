@@ -21,6 +21,9 @@ jobs in one run and collects them in later ones, each on a new, wiped data dir).
 A provider is included when its settings resolve (`Provider.is_configured`), the same rule
 `scrapesync sync` uses; the destination is `[scrapesync] destination` in config.toml (env
 SCRAPESYNC__DESTINATION, default duckdb), configured further the dlt way.
+
+Included providers that split into shards also get their scale-out job (`<provider>_scaleout`,
+pipelines/dagster_scaleout.py: N shard steps in parallel processes; docs/scale-out.md).
 """
 
 # no `from __future__ import annotations`: Dagster checks the `context` annotation's type
@@ -33,6 +36,7 @@ from dagster import AssetExecutionContext
 from dagster_dlt import dlt_assets
 
 from scrapesync.pipelines import registry
+from scrapesync.pipelines.dagster_scaleout import build_jobs, shardable
 from scrapesync.pipelines.runner import pipeline_for, sync
 
 
@@ -73,7 +77,10 @@ def build_definitions(
     """Definitions for `providers` (default: every configured one)."""
     names = providers or [p.name for p in registry.PROVIDERS.values() if p.is_configured()]
     target = destination or _destination()
-    return dg.Definitions(assets=[provider_assets(registry.get(n), target) for n in names])
+    return dg.Definitions(
+        assets=[provider_assets(registry.get(n), target) for n in names],
+        jobs=build_jobs([n for n in names if shardable(registry.get(n))]),
+    )
 
 
 defs = build_definitions()

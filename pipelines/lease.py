@@ -21,6 +21,12 @@ The heartbeat runs every third of the TTL. On a DuckDB file it must wait while a
 holds the file (`pipelines/warehouse.py`), so the TTL is longer than such a wait by default.
 Leases are kept on DuckDB (and MotherDuck) and PostgreSQL; on other destinations runs are not
 serialised (a warning says so): see README, "Concurrency".
+
+A sharded sync (`scrapesync sync <provider> --shard 1/3`) takes the lease of its shard, keyed
+`<provider>[1/3]` (`runner.lease_key`): the shards of one run hold theirs at the same time, and
+two runs of the same shard still exclude each other. Runs with different shard counts are
+not excluded by leases (their shards overlap); the orchestrator keeps those apart
+(docs/scale-out.md, the run queue's tag limit).
 """
 
 from __future__ import annotations
@@ -189,7 +195,8 @@ def acquire(
     """Hold `provider`'s run lease in `pipeline`'s destination for the block.
 
     Args:
-        provider: the lease key (one lease per provider, whatever the purpose).
+        provider: the lease key: a provider (one lease per provider, whatever the purpose)
+            or one shard of it (`<provider>[1/3]`).
         pipeline: any pipeline on the destination (its dataset does not matter).
         purpose: what the holder does, shown to a run that waits (`sync`, `submit`).
         wait_seconds: how long to wait for another holder (default: config, 60 s).

@@ -9,6 +9,9 @@ Contract relied on by users' schedulers and by the tests:
 
 from __future__ import annotations
 
+import copy
+import inspect
+import re
 import sys
 import tempfile
 import time
@@ -20,8 +23,13 @@ from typing import Any
 
 import dlt
 from dlt.common import logger
+from dlt.common.configuration.container import Container
+from dlt.common.configuration.exceptions import ValueNotSecretException
+from dlt.common.configuration.specs.config_section_context import ConfigSectionContext
 from dlt.common.destination import Destination
-from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+from dlt.common.pipeline import get_dlt_pipelines_dir
+from dlt.destinations.exceptions import DestinationConnectionError
+from dlt.destinations.impl.duckdb.configuration import DuckDbBaseCredentials, DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from scrapesync.pipelines.lease import LeaseHeldError, acquire
@@ -29,6 +37,7 @@ from scrapesync.pipelines.metrics import custom_metrics, record_sync
 from scrapesync.pipelines.report import SyncReport, TableReport
 from scrapesync.pipelines.warehouse import DestinationUnavailableError, hold_destination
 from scrapesync.sources.common.errors import ProviderAPIError
+from scrapesync.sources.common.partitions import Shard
 from scrapesync.sources.common.provider import Provider, merge_tables, setting
 from scrapesync.sources.common.redact import (
     redact,
@@ -38,7 +47,22 @@ from scrapesync.sources.common.redact import (
 
 PIPELINE_PREFIX = "scrapesync_"
 DEFAULT_DUCKDB_FILE = "scrapesync.duckdb"
-DUCKDB_DEFAULTS = {"memory_limit": "128MB", "threads": 1}
+DUCKDB_DEFAULTS: dict[str, Any] = {"memory_limit": "80MB", "threads": 1}
+# DuckDB's names for each of those settings
+_DUCKDB_ALIASES = {
+    "memory_limit": {"memory_limit", "max_memory"},
+    "threads": {"threads", "worker_threads"},
+}
+# the setting a `SET [GLOBAL|SESSION] x ...` statement or a `x = ...` pragma names
+_SETTING_NAME = re.compile(
+    r"^\s*(?:(?:SET|PRAGMA)\s+(?:(?:GLOBAL|SESSION|LOCAL)\s+)?)?([A-Za-z_]+)", re.IGNORECASE
+)
+# DuckDB credentials fields copied as configured (the database is passed on its own)
+_DUCKDB_FIELDS = tuple(
+    name
+    for name in DuckDbBaseCredentials.__dataclass_fields__
+    if not name.startswith("_") and name != "conn_pool"
+)
 
 
 class SyncError(Exception):
@@ -50,41 +74,109 @@ class NotRunReport(SyncReport):
     """A sync that did not start: another run held the provider's lease for the whole wait."""
 
 
-def destination_for(name: Any, read_only: bool = False) -> Any:
+def destination_for(name: Any, read_only: bool = False, pipeline_name: str | None = None) -> Any:
     """`name` as a dlt destination; plain `duckdb` defaults to ./scrapesync.duckdb.
 
     `read_only` opens a DuckDB file read-only (`scrapesync status`), configured or default.
 
-    The default DuckDB file gets a bounded memory budget: DuckDB otherwise takes up to 80% of
-    RAM for the merge of a large load (measured: 874 MiB peak for 200k scraped outputs, 391 MiB
-    with these settings, spilling to disk beyond them; see docs/dlt-behaviours.md, "DuckDB
-    memory and threads"). A DuckDB destination configured the dlt way
-    (`DESTINATION__DUCKDB__CREDENTIALS`, `...__GLOBAL_CONFIG`) is used exactly as configured.
+    Every DuckDB file gets a bounded memory budget (`DUCKDB_DEFAULTS`), however it is chosen:
+    the default file, or `destination.duckdb.credentials` as a path or a table (env
+    `DESTINATION__DUCKDB__CREDENTIALS`, `.dlt/secrets.toml` or `.dlt/config.toml`). DuckDB
+    otherwise takes up to 80% of RAM for the merge of a large load, spilling to disk beyond the
+    budget instead (docs/dlt-behaviours.md, "DuckDB memory and threads"). A setting the user
+    gave DuckDB (`memory_limit` or `threads` in the credentials' `global_config`,
+    `local_config`, `pragmas` or `statements`) is kept, and so is everything else configured.
+    `pipeline_name` also reads the pipeline's own keys (`[<pipeline_name>.destination.duckdb]`).
     """
-    if name == "duckdb" and _configured_duckdb() is None:
-        credentials = DuckDbCredentials(
-            str(Path.cwd() / DEFAULT_DUCKDB_FILE),
-            global_config=dict(DUCKDB_DEFAULTS),
-            read_only=read_only,
-        )
-        return dlt.destinations.duckdb(credentials=credentials)
-    if name == "duckdb" and read_only:
-        return dlt.destinations.duckdb(
-            credentials=DuckDbCredentials(_configured_duckdb_path(), read_only=True)
-        )
-    return name
+    if name != "duckdb":
+        return name
+    credentials = _configured_duckdb_credentials(pipeline_name)
+    if credentials is None:
+        credentials = DuckDbCredentials(str(Path.cwd() / DEFAULT_DUCKDB_FILE))
+    budgeted = with_memory_budget(credentials)
+    budgeted.read_only = read_only or bool(credentials.read_only)
+    return dlt.destinations.duckdb(credentials=budgeted)
 
 
-def _configured_duckdb_path() -> str:
-    configured = _configured_duckdb()
-    if isinstance(configured, str):
-        return configured
-    return str(dict(configured).get("database") or DEFAULT_DUCKDB_FILE)
+def with_memory_budget(credentials: DuckDbCredentials) -> DuckDbCredentials:
+    """Fresh (unresolved) credentials like `credentials`, with each `DUCKDB_DEFAULTS` setting
+    the user did not set added to `global_config` (dlt runs it on every connection it opens).
+
+    Fresh, because dlt takes resolved credentials passed to a destination as they are, without
+    opening their connection pool.
+    """
+    fresh = DuckDbCredentials(credentials.database)
+    for field in _DUCKDB_FIELDS:
+        setattr(fresh, field, copy.deepcopy(getattr(credentials, field)))
+    ours = set(DUCKDB_DEFAULTS) - duckdb_settings_set(credentials)
+    if ours:
+        fresh.global_config = {
+            **{key: DUCKDB_DEFAULTS[key] for key in sorted(ours)},
+            **(credentials.global_config or {}),
+        }
+    return fresh
 
 
-def _configured_duckdb() -> Any:
+def duckdb_settings_set(credentials: DuckDbCredentials) -> set[str]:
+    """Which of DuckDB's memory settings (`DUCKDB_DEFAULTS` names) the credentials set."""
+    named = {str(key).lower() for key in (credentials.global_config or {})}
+    named |= {str(key).lower() for key in (credentials.local_config or {})}
+    for sql in [*(credentials.pragmas or []), *(credentials.statements or [])]:
+        for statement in sql.split(";"):
+            named |= {match.lower() for match in _SETTING_NAME.findall(statement)}
+    return {setting for setting, aliases in _DUCKDB_ALIASES.items() if named & aliases}
+
+
+def _configured_duckdb_credentials(pipeline_name: str | None = None) -> DuckDbCredentials | None:
+    """The credentials `destination.duckdb.credentials` configures, resolved as dlt does (a
+    path, a connection string or a table, plus `...__GLOBAL_CONFIG`-style keys); None when
+    nothing names a DuckDB database."""
+    configured = _configured_duckdb(pipeline_name)
+    if configured is None:
+        return None
+    if _configured_database(configured).startswith(":"):
+        # `:pipeline:` is placed by dlt inside the pipeline's context only: taken as it is
+        return _credentials_from_value(configured)
+    try:
+        target: Any = dlt.destinations.duckdb()
+        initial = target.spec()
+        initial.dataset_name = "scrapesync"  # required by the spec; not used here
+        # the pipeline's section, as dlt resolves it inside the pipeline's own steps
+        with Container().injectable_context(ConfigSectionContext(pipeline_name=pipeline_name)):
+            credentials: DuckDbCredentials = target.configuration(initial).credentials
+        return credentials
+    except ValueNotSecretException:
+        # dlt reads credentials from secret providers only; the runner passes them explicitly,
+        # so a `[destination.duckdb]` entry in config.toml works too
+        return _credentials_from_value(configured)
+
+
+def _configured_database(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return str(dict(value).get("database") or "")
+
+
+def _credentials_from_value(value: Any) -> DuckDbCredentials:
+    """Credentials from a configured value: a path or connection string, or a table."""
+    if isinstance(value, str):
+        return DuckDbCredentials(value)
+    fields = dict(value)
+    credentials = DuckDbCredentials(str(fields.get("database") or DEFAULT_DUCKDB_FILE))
+    for field in _DUCKDB_FIELDS:
+        if field in fields:
+            setattr(credentials, field, fields[field])
+    return credentials
+
+
+def _configured_duckdb(pipeline_name: str | None = None) -> Any:
     key = "destination.duckdb.credentials"
-    return dlt.secrets.get(key) or dlt.config.get(key)
+    keys = [f"{pipeline_name}.{key}", key] if pipeline_name else [key]
+    for name in keys:
+        value: Any = dlt.secrets.get(name) or dlt.config.get(name)
+        if value is not None:
+            return value
+    return None
 
 
 def pipeline_for(
@@ -97,9 +189,10 @@ def pipeline_for(
     extra: dict[str, Any] = {}
     if progress:
         extra["progress"] = dlt.progress.log(5.0, logger=sys.stderr, dump_system_stats=False)
+    name = f"{PIPELINE_PREFIX}{provider}"
     return dlt.pipeline(
-        pipeline_name=f"{PIPELINE_PREFIX}{provider}",
-        destination=destination_for(destination),
+        pipeline_name=name,
+        destination=destination_for(destination, pipeline_name=name),
         dataset_name=provider,
         pipelines_dir=pipelines_dir,  # type: ignore[arg-type]
         **extra,
@@ -114,6 +207,7 @@ def sync(
     progress: bool = False,
     source_options: dict[str, Any] | None = None,
     pipelines_dir: str | None = None,
+    shard: str | Shard | None = None,
 ) -> SyncReport:
     """Sync one provider; never raises for a failed sync (the report says what failed).
 
@@ -125,6 +219,10 @@ def sync(
         progress: log dlt's progress counters to stderr while it runs.
         source_options: explicit source arguments (beat config files and env vars).
         pipelines_dir: dlt working directory (default: dlt's data dir).
+        shard: `"i/N"`: sync only the partitions shard i of N owns (default: the source
+            option or setting `sources.<provider>.shard`; none: all). Shards of one provider
+            run at the same time, each with its own run lease and working dir
+            (docs/scale-out.md).
     """
     report = SyncReport(provider.name)
     started = time.monotonic()
@@ -134,9 +232,14 @@ def sync(
     register_setting_secrets(f"sources.{provider.name}", provider.required, setting)
     with ExitStack() as lease:  # held until the sync is recorded
         try:
-            lease.enter_context(run_lease(provider.name, destination))
+            options = dict(source_options or {})
+            part = shard_of(provider, shard, options, full_refresh)
+            if part is not None:
+                options["shard"] = str(part)
+                pipelines_dir = shard_pipelines_dir(provider.name, part, pipelines_dir)
+            lease.enter_context(run_lease(provider.name, destination, shard=part))
             pipeline = pipeline_for(provider.name, destination, progress, pipelines_dir)
-            _run(pipeline, provider, report, full_refresh, discard_pending, source_options or {})
+            _run(pipeline, provider, report, full_refresh, discard_pending, options)
         except LeaseHeldError as exc:
             return not_run(report, exc, started)
         except DestinationUnavailableError as exc:
@@ -156,9 +259,57 @@ def sync(
     return report
 
 
+def shard_of(
+    provider: Provider, shard: str | Shard | None, options: dict[str, Any], full_refresh: bool
+) -> Shard | None:
+    """The shard this sync runs: the argument, else the source option, else the setting.
+
+    Raises:
+        SyncError: the provider cannot be sharded, or a full refresh was asked of a shard.
+        ValueError: the text is not `i/N`.
+    """
+    key = f"sources.{provider.name}.shard"
+    if shard is None:
+        shard = options.get("shard") or setting(key)
+    part = Shard.parse(shard, key)
+    if part is None:
+        return None
+    if "shard" not in inspect.signature(provider.source).parameters:
+        raise SyncError(
+            f"{provider.name}: cannot be synced in shards (its source has no `shard` "
+            f"argument); run it without `--shard` / `{key}`"
+        )
+    if full_refresh:
+        # a refresh drops the provider's tables, which every other shard is loading into
+        raise SyncError(
+            f"{provider.name}: --full-refresh drops the tables of every shard; run it once "
+            f"without a shard (shard {part} was asked), then run the shards again"
+        )
+    return part
+
+
+def shard_pipelines_dir(provider: str, shard: Shard, pipelines_dir: str | None) -> str:
+    """A working dir of the shard's own under `pipelines_dir` (default: dlt's).
+
+    Shards run as processes of one machine at the same time (e.g. Dagster's multiprocess
+    executor): in one working dir they would load, or discard, each other's packages. The
+    pipeline keeps its name (and so its dataset and its state in the destination).
+    """
+    base = pipelines_dir or get_dlt_pipelines_dir()
+    return str(Path(base) / "shards" / f"{provider}-{shard.index}-of-{shard.count}")
+
+
+def lease_key(provider: str, shard: Shard | None) -> str:
+    """The run lease's key: the provider, or one shard of it (`<provider>[1/3]`), so that the
+    shards of a run exclude only another run of the same shard."""
+    return provider if shard is None else f"{provider}[{shard}]"
+
+
 @contextmanager
-def run_lease(provider: str, destination: Any, purpose: str = "sync") -> Iterator[None]:
-    """Hold the provider's run lease (pipelines/lease.py) for the block.
+def run_lease(
+    provider: str, destination: Any, purpose: str = "sync", shard: Shard | None = None
+) -> Iterator[None]:
+    """Hold the provider's run lease (pipelines/lease.py), or its `shard`'s, for the block.
 
     The lease is taken through a pipeline object of its own, in a throwaway working dir: runs
     sharing one data dir would race to create the provider's working dir, and the sync builds
@@ -166,7 +317,7 @@ def run_lease(provider: str, destination: Any, purpose: str = "sync") -> Iterato
     """
     with tempfile.TemporaryDirectory(prefix="scrapesync-lease-") as scratch:
         probe = pipeline_for(provider, destination, pipelines_dir=scratch)
-        with acquire(provider, probe, purpose=purpose):
+        with acquire(lease_key(provider, shard), probe, purpose=purpose):
             yield
 
 
@@ -192,7 +343,7 @@ def record_sync_held(pipeline: dlt.Pipeline | None, provider: Provider, report: 
     if pipeline is None:
         return
     try:
-        with hold_destination(pipeline):
+        with hold_destination(pipeline), load_lock(pipeline):
             record_sync(pipeline, provider, report)
     except DestinationUnavailableError as exc:
         message = f"{provider.name}: sync_runs / scrape_runs not written: {exc}"
@@ -209,8 +360,9 @@ def _run(
     options: dict[str, Any],
 ) -> None:
     # a DuckDB file is held only while the destination is used (before extract, after
-    # normalize): other processes load into it while this one reads the provider's API
-    with hold_destination(pipeline):
+    # normalize): other processes load into it while this one reads the provider's API; the
+    # load lock lets the shards of a provider extract at the same time but load one at a time
+    with hold_destination(pipeline), load_lock(pipeline):
         if discard_pending:
             _discard_pending(pipeline)
         report.recovered_packages = finish_pending(pipeline, provider)
@@ -218,7 +370,6 @@ def _run(
         # the state from the destination first is what `run` does too (an ephemeral runner
         # keeps none)
         pipeline.sync_destination()
-        before = {} if full_refresh else row_counts(pipeline, keyed_tables(pipeline))
     source = provider.source(stats=report.stats, **options)
     pipeline.extract(
         source,
@@ -226,7 +377,9 @@ def _run(
         refresh="drop_sources" if full_refresh else None,
     )
     pipeline.normalize()
-    with hold_pending(pipeline):
+    with hold_pending(pipeline), load_lock(pipeline):
+        # counted under the lock: no other shard loads between these counts and the load's
+        before = {} if full_refresh else row_counts(pipeline, keyed_tables(pipeline))
         info = pipeline.load(workers=load_workers(pipeline))
         run_post_load(pipeline, provider)
         tables = keyed_tables(pipeline)
@@ -238,6 +391,44 @@ def _run(
         for table in tables
         if table in after  # tables an option turns on (e.g. history) exist only when it is on
     ]
+
+
+@contextmanager
+def load_lock(pipeline: dlt.Pipeline) -> Iterator[None]:
+    """Hold the dataset's load lock for the block (PostgreSQL; a no-op elsewhere).
+
+    Runs that load one PostgreSQL dataset at the same time (the shards of a provider,
+    docs/scale-out.md) would share dlt's staging dataset (`<dataset>_staging`: one shard's
+    merge would read, or truncate, another's staging rows), race to create tables, add
+    columns and store schema versions, and their merges into the same tables deadlock
+    (measured: two shards loading at once fail with `deadlock detected`). Under this lock they
+    extract and normalize in parallel and take turns for everything that writes the dataset
+    (docs/scale-out.md, "Loading one dataset from N processes"). It is a session advisory
+    lock: PostgreSQL frees it when the holder's connection ends, also when the process is
+    killed. DuckDB files are held by one process at a time anyway (`hold_destination`).
+    """
+    if not str(pipeline.destination.destination_type).endswith(".postgres"):
+        yield
+        return
+    key = f"scrapesync.load:{pipeline.dataset_name}"
+    client = pipeline.sql_client()
+    try:
+        client.open_connection()
+    except DestinationConnectionError as exc:
+        raise DestinationUnavailableError(
+            f"{pipeline.destination.destination_name} cannot be opened ({exc}); fix: check "
+            "that it is reachable and its credentials",
+            "error",
+        ) from exc
+    # released by closing the session (an unlock on a broken connection would only mask why)
+    try:
+        locked = client.execute_sql("SELECT pg_try_advisory_lock(hashtext(%s))", key)
+        if not locked or not locked[0][0]:
+            logger.info(f"{pipeline.dataset_name}: waiting for another run's load to finish")
+            client.execute_sql("SELECT pg_advisory_lock(hashtext(%s))", key)
+        yield
+    finally:
+        client.close_connection()
 
 
 @contextmanager

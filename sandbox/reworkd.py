@@ -57,6 +57,9 @@ class ReworkdAPI(ProviderAPI):
         seed: seed of the deterministic generator.
         mode: "events" (append-only change log) or "latest" (one row per record).
         api_keys: accepted Bearer tokens.
+        cloned: build the records of one group and give every other group copies of them
+            (own ids, output ids and key hashes; same data): 10,000 groups of 50 build in
+            10-20 s instead of minutes (benchmarks).
     """
 
     name = "reworkd"
@@ -69,6 +72,7 @@ class ReworkdAPI(ProviderAPI):
         seed: int = 7,
         mode: str = "events",
         api_keys: tuple[str, ...] = (DEFAULT_KEY,),
+        cloned: bool = False,
     ) -> None:
         super().__init__()
         self.rng = random.Random(seed)
@@ -78,8 +82,12 @@ class ReworkdAPI(ProviderAPI):
         self.next_id = 1000
         self.groups: dict[str, Group] = {}
         names = groups if isinstance(groups, list) else [self._uuid() for _ in range(groups)]
+        template: list[dict[str, Any]] | None = None
         for group_id in names:
-            self.add_group(group_id, records_per_group)
+            if template is None or not cloned:
+                template = self.add_group(group_id, records_per_group).rows
+            else:
+                self._clone_group(group_id, template)
         self.route("GET", r"/v1/outputs/(?P<group_id>[^/]+)", self.list_outputs)
 
     # -- data ---------------------------------------------------------------------------
@@ -94,6 +102,16 @@ class ReworkdAPI(ProviderAPI):
             moment = start + timedelta(seconds=int(index * 7 * 86400 / max(records, 1)))
             self.create(group_id, moment)
         return group
+
+    def _clone_group(self, group_id: str, template: list[dict[str, Any]]) -> None:
+        group = Group(group_id, [self._uuid() for _ in range(2)])
+        self.groups[group_id] = group
+        for index, source in enumerate(template):
+            record = dict(source)
+            record["key_hash"] = _md5(f"{group_id}/{index}")
+            record["output_id"] = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+            record["root_job_id"] = group.job_ids[index % 2]
+            self._append(group, record)
 
     def create(self, group_id: str, at: datetime | None = None, key: str | None = None) -> str:
         """Create a record (a new `key_hash`) in a group; returns its key_hash."""

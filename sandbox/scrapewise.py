@@ -202,7 +202,7 @@ class ScrapewiseAPI(ProviderAPI):
         with_deleted = (request.param("withDeleted") or "false").lower() == "true"
         runs = [
             run_dto(run, with_deleted)
-            for run in self.data.runs.values()
+            for run in self.data.candidate_runs(filters)
             if (with_deleted or not run.deleted) and run.matches(filters)
         ]
         sort = request.query.get("sort") or ["started,desc"]
@@ -229,7 +229,9 @@ class ScrapewiseAPI(ProviderAPI):
         return SandboxResponse.json(
             [
                 scraper_summary(self.data, scraper)
-                for scraper in self.data.scrapers.values()
+                for scraper in (
+                    self.data.scrapers_of.get(group, []) if group else self.data.scrapers.values()
+                )
                 if not group or scraper["groupId"] == group
             ]
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -90,6 +91,10 @@ class ScrapewiseData:
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     errors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     catalog: dict[str, list[str]] = field(default_factory=dict)
+    # runs of each scraper, in creation order: `latest_run` without a scan of every run
+    by_scraper: dict[str, list[Run]] = field(default_factory=dict)
+    # scrapers of each group: a group's runs and scraper list without a scan of every scraper
+    scrapers_of: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for index in range(self.group_count):
@@ -120,6 +125,7 @@ class ScrapewiseData:
             "createdAt": utc(EPOCH - timedelta(days=30)),
         }
         self.scrapers[scraper["id"]] = scraper
+        self.scrapers_of.setdefault(group.id, []).append(scraper)
         return scraper
 
     # -- run state machine ----------------------------------------------------------------
@@ -132,10 +138,20 @@ class ScrapewiseData:
                 self._finish(run)
             self.clock += HOUR
         for group in self.groups.values():
-            scrapers = [s for s in self.scrapers.values() if s["groupId"] == group.id]
+            scrapers = self.scrapers_of.get(group.id, [])
             self._begin(self.start_run(scrapers[0]))
             if len(scrapers) > 1:
                 self.start_run(scrapers[1])
+
+    def candidate_runs(self, filters: dict[str, Any]) -> Iterable[Run]:
+        """The runs `filters` can match, narrowed by the indexes (callers still match them)."""
+        scraper_id, group_id = filters.get("scraperId"), filters.get("groupId")
+        if isinstance(scraper_id, str):
+            return list(self.by_scraper.get(scraper_id, []))
+        if isinstance(group_id, str):
+            scrapers = self.scrapers_of.get(group_id, [])
+            return [run for s in scrapers for run in self.by_scraper.get(s["id"], [])]
+        return list(self.runs.values())
 
     def start_run(self, scraper: dict[str, Any], at: datetime | None = None) -> Run:
         """Queue a run at `at`, or within the current hour but after the scraper's last run.
@@ -151,10 +167,11 @@ class ScrapewiseData:
         run = Run(self.oid(), scraper["id"], scraper["name"], scraper["groupId"], moment)
         run.planned = self.rng.randint(10, 18)
         self.runs[run.id] = run
+        self.by_scraper.setdefault(run.scraper_id, []).append(run)
         return run
 
     def active_run(self, scraper_id: str) -> Run | None:
-        for run in self.runs.values():
+        for run in self.by_scraper.get(scraper_id, []):
             if run.scraper_id == scraper_id and run.state in ACTIVE:
                 return run
         return None
@@ -314,7 +331,7 @@ class ScrapewiseData:
         return sibling
 
     def latest_run(self, scraper_id: str) -> Run | None:
-        runs = [run for run in self.runs.values() if run.scraper_id == scraper_id]
+        runs = self.by_scraper.get(scraper_id, [])
         return max(runs, key=lambda run: run.started) if runs else None
 
     # -- what a correct sync holds --------------------------------------------------------

@@ -83,3 +83,93 @@ def test_nothing_configured_is_a_usage_error() -> None:
     assert result.returncode == 2
     assert "no provider is configured" in result.stderr
     assert run_cli("sync", "nosuchprovider").returncode == 2
+
+
+def reworkd_env(sandbox: Any, **extra: str) -> dict[str, str]:
+    api = sandbox.providers["reworkd"]
+    return {
+        "SOURCES__REWORKD__API_KEY": sorted(api.api_keys)[0],
+        "SOURCES__REWORKD__BASE_URL": sandbox.url("reworkd"),
+        "SOURCES__REWORKD__GROUP_IDS": json.dumps(list(api.groups)),
+        **extra,
+    }
+
+
+def start_cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [SCRAPESYNC, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+
+
+def test_given_shards_when_their_syncs_run_at_once_into_one_postgres_dataset_then_it_equals_the_truth_and_resharding_loses_nothing(  # noqa: E501
+    make_sandbox: Any, postgres: None
+) -> None:
+    from scrapesync.pipelines.runner import pipeline_for
+    from scrapesync.sandbox.server import FaultRule
+    from scrapesync.sandbox.truth import mismatches
+    from scrapesync.sources.common.partitions import Shard, owned
+
+    sandbox = make_sandbox(reworkd={"groups": 30, "records_per_group": 20})
+    api = sandbox.providers["reworkd"]
+    env = reworkd_env(sandbox)
+    for count in (2, 3):  # a first load in two shards, then three: every group may move
+        # each shard's first request is held: the shards extract, then load, at the same time
+        for index in range(count):
+            first = owned(list(api.groups), Shard(index, count))[0]
+            sandbox.faults.add(FaultRule("reworkd", f"/v1/outputs/{first}$", "delay", delay=2.0))
+        children = [
+            start_cli(
+                "sync", "reworkd", "--destination", "postgres", "--shard", f"{i}/{count}", env=env
+            )
+            for i in range(count)
+        ]
+        outcomes = [(child.wait(timeout=240), *child.communicate()) for child in children]
+        for code, out, err in outcomes:
+            assert code == 0, out + err
+            assert "reworkd: ok" in out
+        pipeline = pipeline_for("reworkd", "postgres")
+        pipeline.sync_destination()
+        assert mismatches(pipeline, "reworkd", api) == [], count
+        sandbox.advance()
+
+
+def test_given_a_held_shard_lease_when_shards_sync_then_only_the_same_shard_waits(
+    make_sandbox: Any, monkeypatch: Any, capsys: Any
+) -> None:
+    from scrapesync.pipelines.cli import main
+    from scrapesync.pipelines.lease import EXIT_LEASE_HELD
+    from scrapesync.pipelines.runner import run_lease
+    from scrapesync.sources.common.partitions import Shard
+
+    sandbox = make_sandbox(reworkd={"groups": 4, "records_per_group": 5})
+    for name, value in reworkd_env(sandbox, SCRAPESYNC__LEASE_WAIT_SECONDS="0").items():
+        monkeypatch.setenv(name, value)
+
+    with run_lease("reworkd", "duckdb", shard=Shard(0, 2)):
+        other = main(["sync", "reworkd", "--shard", "1/2", "-q"])
+        same = main(["sync", "reworkd", "--shard", "0/2", "-q"])
+
+    err = capsys.readouterr().err
+    assert other == 0, err
+    assert same == EXIT_LEASE_HELD
+    assert "reworkd[0/2]: not run, another run holds its lease" in err
+
+
+def test_shard_usage_errors_name_the_fix(monkeypatch: Any, capsys: Any) -> None:
+    from scrapesync.pipelines.cli import main
+
+    assert main(["sync", "reworkd", "scrapewise", "--shard", "0/2"]) == 2
+    assert "--shard needs exactly one provider" in capsys.readouterr().err
+
+    monkeypatch.setenv("SOURCES__SCRAPEWISE__API_KEY", "k")
+    monkeypatch.setenv("SOURCES__REWORKD__GROUP_IDS", '["g1"]')
+    assert main(["sync", "scrapewise", "--shard", "0/2", "-q"]) == 1
+    assert "scrapewise: cannot be synced in shards" in capsys.readouterr().out
+    assert main(["sync", "reworkd", "--shard", "1/2", "--full-refresh", "-q"]) == 1
+    assert "--full-refresh drops the tables of every shard" in capsys.readouterr().out
+    assert main(["sync", "reworkd", "--shard", "2/2", "-q"]) == 1
+    assert "is not a shard" in capsys.readouterr().out

@@ -9,9 +9,11 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scrapesync.sandbox.reworkd import ReworkdAPI
-from scrapesync.sources.reworkd.columns import MissingFieldsError, conform
+from scrapesync.sources.reworkd.columns import MissingFieldsError, as_text, conform, text_column
 from scrapesync.sources.reworkd.transform import files_table, outputs_table, page_tables
 
 
@@ -187,3 +189,40 @@ def test_given_a_key_with_the_path_separator_when_shaped_then_it_does_not_hide_a
             if name.startswith("data__seller__name_") and outputs[name][0].as_py() == "flat"
         ]
         assert flat
+
+
+# JSON text built with compute kernels (lists of strings, flat objects) equals orjson's
+_texts = st.one_of(st.none(), st.text(max_size=8))
+
+
+@given(st.lists(st.one_of(st.none(), st.lists(_texts, max_size=4)), min_size=1, max_size=6))
+def test_given_lists_of_strings_when_made_text_then_it_is_orjsons_text(
+    values: list[list[str | None] | None],
+) -> None:
+    column = pa.array(values, pa.list_(pa.string()))
+    assert text_column(column).to_pylist() == [as_text(value) for value in values]
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.fixed_dictionaries(
+                {
+                    "width": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+                    "ok": st.one_of(st.none(), st.booleans()),
+                    "label": _texts,
+                }
+            ),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_given_flat_objects_when_made_text_then_it_is_orjsons_text_of_the_typed_values(
+    values: list[dict[str, Any] | None],
+) -> None:
+    column = pa.array(
+        values, pa.struct([("width", pa.int64()), ("ok", pa.bool_()), ("label", pa.string())])
+    )
+    assert text_column(column).to_pylist() == [as_text(value) for value in column.to_pylist()]

@@ -9,6 +9,16 @@ Two things every provider with many partitions needs, written once:
   results as they complete, with at most `workers` partitions in flight. Memory is bounded by
   `workers` (never by the number of partitions), and an error in one partition is raised in
   the caller after the in-flight ones stop.
+* `fan_in`: the same pool for partitions that each yield many pages: the pages of every
+  partition reach one consumer (a dlt resource's generator) through a bounded buffer, so a
+  partition of 200k records is never held in memory, and the consumer learns when a partition
+  has no more pages (`PARTITION_END`).
+* Watermarks: one row per partition in the table `_scrapesync_partitions` of the provider's
+  dataset, loaded in the same load package as the rows it describes (`watermark_rows`,
+  `with_partition_hints`) and read back from the destination when the next extract starts
+  (`read_watermarks`). A row per partition, not dlt's pipeline state (one blob per pipeline,
+  the last writer wins), is what lets several shard workers load one dataset at once and lets
+  the number of shards change without losing a partition's place.
 
 The shard setting is text `"i/N"` (0-based: `0/4` .. `3/4`), the same in config
 (`sources.<provider>.shard`), env (`SOURCES__<PROVIDER>__SHARD`) and the command line
@@ -19,11 +29,21 @@ assigned and why changing N loses no state.
 from __future__ import annotations
 
 import hashlib
+import queue
 import re
-from collections.abc import Callable, Iterable, Iterator
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, Final, TypeVar
+
+import dlt
+import pyarrow as pa
+from dlt.common import logger
+from dlt.common.configuration.container import Container
+from dlt.common.pipeline import PipelineContext
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -55,8 +75,8 @@ class Shard:
         index, count = int(match.group(1)), int(match.group(2))
         if not 0 <= index < count <= MAX_SHARDS:
             raise ValueError(
-                f"`{setting}` = {text!r} is not a shard: write `i/N` with 0 <= i < N <= {MAX_SHARDS} "
-                "(shards are 0-based)"
+                f"`{setting}` = {text!r} is not a shard: write `i/N` with 0 <= i < N <= "
+                f"{MAX_SHARDS} (shards are 0-based)"
             )
         return cls(index, count)
 
@@ -108,3 +128,306 @@ def _drain(running: dict[Future[R], T]) -> Iterator[tuple[T, R]]:
     for future in done:
         item = running.pop(future)
         yield item, future.result()
+
+
+# -- fan-in: many partitions' pages, one consumer ------------------------------------------------
+
+
+class PartitionEnd:
+    """The marker `fan_in` hands over after the last page of a partition."""
+
+    def __repr__(self) -> str:
+        return "PARTITION_END"
+
+
+PARTITION_END: Final = PartitionEnd()
+_FINISHED = object()
+
+
+class _StoppedError(Exception):
+    """The consumer went away: a worker drops its partition."""
+
+
+def fan_in(
+    fetch: Callable[[T], Iterable[R]], items: Iterable[T], workers: int, buffer: int | None = None
+) -> Generator[tuple[T, R | PartitionEnd], None, None]:
+    """`(item, page)` for every page `fetch(item)` yields, `workers` items at a time, then
+    `(item, PARTITION_END)` once that item has no more pages.
+
+    Pages of one item arrive in their order; pages of different items interleave. At most
+    `buffer` pages (default: `workers`) wait for the consumer, plus one page per worker
+    waiting to get in: memory is bounded however many items or pages there are. The first
+    error of any item is raised here at once; closing this generator (or an error) stops
+    every worker at its next page (a request already sent still finishes).
+    """
+    if workers < 1:
+        raise ValueError("fan_in: workers must be >= 1")
+    pages: queue.Queue[Any] = queue.Queue(maxsize=buffer or workers)
+    stop = threading.Event()
+
+    def offer(entry: Any) -> None:
+        while not stop.is_set():
+            try:
+                pages.put(entry, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _StoppedError
+
+    def run(item: T) -> None:
+        try:
+            for page in fetch(item):
+                offer((item, page))
+            offer((item, PARTITION_END))
+        except _StoppedError:
+            raise
+        except BaseException as exc:
+            offer(exc)  # the consumer raises it now, not after the other items finish
+            raise
+
+    def feed() -> None:
+        try:
+            for _ in map_bounded(run, items, workers):
+                pass
+            offer(_FINISHED)
+        except _StoppedError:
+            return
+        except BaseException as exc:  # already offered by `run`; offered again is harmless
+            try:
+                offer(exc)
+            except _StoppedError:
+                return
+
+    feeder = threading.Thread(target=feed, name="scrapesync-fan-in", daemon=True)
+    feeder.start()
+    try:
+        while (entry := pages.get()) is not _FINISHED:
+            if isinstance(entry, BaseException):
+                raise entry
+            yield entry
+    finally:
+        stop.set()
+        feeder.join(timeout=30)
+
+
+# -- watermarks: one row per partition in the destination ----------------------------------------
+
+PARTITIONS_TABLE: Final = "_scrapesync_partitions"
+PARTITION_KEY: Final = ("resource", "partition")
+PARTITIONS_SCHEMA: Final = pa.schema(
+    [
+        pa.field("resource", pa.string(), nullable=False),
+        pa.field("partition", pa.string(), nullable=False),
+        # the newest cursor value loaded, ISO 8601 UTC text (`...Z`): portable and exact
+        pa.field("watermark", pa.string()),
+        # the watermark this load started from: what stays true if the load never completes
+        pa.field("previous_watermark", pa.string()),
+        pa.field("rows", pa.int64()),
+        # dlt's own load id column (which dlt does not add to Arrow rows by itself): the load
+        # that wrote the row, and when (a load id is its creation time)
+        pa.field("_dlt_load_id", pa.string()),
+    ]
+)
+PARTITIONS_HINTS: Final[dict[str, Any]] = {
+    "table_name": PARTITIONS_TABLE,
+    "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
+    "primary_key": PARTITION_KEY,
+}
+
+
+@dataclass(frozen=True)
+class PartitionMark:
+    """What one load read of one partition: its new watermark and where it started."""
+
+    partition: str
+    watermark: str
+    previous: str | None
+    rows: int
+
+
+def watermark_rows(resource: str, marks: Iterable[PartitionMark], load_id: str) -> pa.Table:
+    """The `_scrapesync_partitions` rows of `marks` (one per partition)."""
+    marks = list(marks)
+    return pa.table(
+        {
+            "resource": [resource] * len(marks),
+            "partition": [m.partition for m in marks],
+            "watermark": [m.watermark for m in marks],
+            "previous_watermark": [m.previous for m in marks],
+            "rows": [m.rows for m in marks],
+            "_dlt_load_id": [load_id] * len(marks),
+        },
+        schema=PARTITIONS_SCHEMA,
+    )
+
+
+def with_partition_hints(rows: pa.Table) -> Any:
+    """`rows` routed to `_scrapesync_partitions`, merged on (resource, partition)."""
+    return dlt.mark.with_hints(
+        rows, dlt.mark.make_hints(**PARTITIONS_HINTS), create_table_variant=True
+    )
+
+
+WATERMARKS_SQL = """
+SELECT p.{partition}, p.{load_id}, CASE WHEN EXISTS (
+    SELECT 1 FROM {loads} AS l WHERE l.load_id = p.{load_id} AND l.status = 0
+) THEN p.{watermark} ELSE p.{previous} END
+FROM {partitions} AS p WHERE p.{resource} = {name}
+"""
+# DuckDB's message when another process holds the file; the load that holds it ends soon
+_FILE_LOCKED = "Could not set lock on file"
+_LOCK_WAIT_S = 120.0
+
+
+def read_watermarks(resource: str) -> dict[str, str]:
+    """Partition -> watermark (ISO text) of `resource`, from the destination of the running
+    pipeline, in one query. No pipeline, no destination, no table yet: no watermarks.
+
+    A watermark counts only once the load that wrote it completed (dlt records a load in
+    `_dlt_loads` after all its tables are in, the rule dlt applies to its own state): if a
+    worker died with its load half done, the row's `previous_watermark` is used instead, so
+    the rows that load may have lost are read again.
+    """
+    context = Container()[PipelineContext]
+    if not context.is_active() or _refreshed():
+        return {}
+    pipeline = context.pipeline()
+    if pipeline.destination is None:
+        return {}
+    deadline = time.monotonic() + _LOCK_WAIT_S
+    while True:
+        try:
+            return _query_watermarks(pipeline, resource)
+        except Exception as exc:
+            if _is_missing(exc):  # no table yet: a first sync
+                return {}
+            if _FILE_LOCKED not in str(exc) or time.monotonic() > deadline:
+                raise
+            logger.info(f"{PARTITIONS_TABLE}: destination busy, waiting to read watermarks")
+            time.sleep(1.0)
+
+
+def _refreshed() -> bool:
+    """Whether this load drops or truncates the partitions table (a full refresh: dlt drops
+    the tables at load time, so the rows are still there while the source extracts)."""
+    try:
+        package: Mapping[str, Any] = dlt.current.load_package_state().get("state") or {}
+    except Exception:  # no load package: not inside an extract
+        return False
+    cleared = [*(package.get("dropped_tables") or []), *(package.get("truncated_tables") or [])]
+    return any(table.get("name") == PARTITIONS_TABLE for table in cleared)
+
+
+def _is_missing(exc: BaseException) -> bool:
+    """A table that does not exist: SQL destinations say so with dlt's undefined-relation
+    error, the filesystem destination's views with a missing file, maybe wrapped."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (DatabaseUndefinedRelation, FileNotFoundError)):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _query_watermarks(pipeline: Any, resource: str) -> dict[str, str]:
+    naming = dlt.current.source_schema().naming
+    with pipeline.sql_client() as client:
+        if not client.has_dataset():
+            return {}
+
+        def column(name: str) -> str:
+            return str(client.escape_column_name(naming.normalize_identifier(name)))
+
+        sql = WATERMARKS_SQL.format(
+            partitions=client.make_qualified_table_name(
+                naming.normalize_table_identifier(PARTITIONS_TABLE)
+            ),
+            loads=client.make_qualified_table_name(pipeline.default_schema.loads_table_name)
+            if pipeline.default_schema_name
+            else client.make_qualified_table_name("_dlt_loads"),
+            partition=column("partition"),
+            load_id=column("_dlt_load_id"),
+            watermark=column("watermark"),
+            previous=column("previous_watermark"),
+            resource=column("resource"),
+            name=_literal(resource),
+        )
+        rows = client.execute_sql(sql) or []
+    # one row per partition where the table merges; where it is an append-only log (the
+    # filesystem destination cannot merge) the row of the newest load speaks for the partition
+    newest: dict[str, tuple[str, Any]] = {}
+    for partition, load_id, mark in rows:
+        if str(partition) not in newest or str(load_id) > newest[str(partition)][0]:
+            newest[str(partition)] = (str(load_id), mark)
+    return {partition: str(mark) for partition, (_, mark) in newest.items() if mark is not None}
+
+
+def legacy_watermarks(resources: Mapping[str, Any], prefix: str, cursor: str) -> dict[str, Any]:
+    """Partition -> `last_value` of the per-partition dlt incrementals an older release kept
+    in the source state (resource `<prefix><partition>`, incremental `cursor`): where a
+    partition has no row yet, its sync continues from there instead of reading everything."""
+    found: dict[str, Any] = {}
+    for name, state in resources.items():
+        if not name.startswith(prefix) or not isinstance(state, Mapping):
+            continue
+        value = state.get("incremental", {}).get(cursor, {}).get("last_value")
+        if value is not None:
+            found[name[len(prefix) :]] = value
+    return found
+
+
+# -- upkeep: which loads had their after-load SQL ------------------------------------------------
+
+UPKEEP_TABLE: Final = "_scrapesync_upkeep"
+
+
+def pending_upkeep(
+    client: Any, pipeline: Any, resource: str, this_sync: Iterable[str]
+) -> list[str]:
+    """Load ids whose after-load SQL for `resource` has not run: this sync's loads, and any
+    completed load since upkeep was first recorded that has no `_scrapesync_upkeep` row (a
+    process that died between its load and its upkeep; another shard worker's load that is
+    being upkept right now is picked up too, harmlessly: the upkeep SQL is idempotent)."""
+    this_sync = sorted(this_sync)
+    table = _ensure_upkeep_table(client)
+    name = _literal(resource)
+    floor = client.execute_sql(f"SELECT min(_dlt_load_id) FROM {table} WHERE resource = {name}")
+    start = floor[0][0] if floor and floor[0][0] is not None else None
+    start = start if start is not None else (this_sync[0] if this_sync else None)
+    if start is None:
+        return []
+    loads = client.make_qualified_table_name(pipeline.default_schema.loads_table_name)
+    rows = client.execute_sql(
+        f"SELECT l.load_id FROM {loads} AS l WHERE l.status = 0 "
+        f"AND l.schema_name = {_literal(pipeline.default_schema_name)} "
+        f"AND l.load_id >= {_literal(start)} AND NOT EXISTS ("
+        f"SELECT 1 FROM {table} AS u WHERE u.resource = {name} AND u._dlt_load_id = l.load_id)"
+    )
+    return sorted({str(row[0]) for row in rows or []} | set(this_sync))
+
+
+def mark_upkept(client: Any, resource: str, load_ids: Iterable[str]) -> None:
+    """Record that the after-load SQL of `resource` ran for `load_ids`."""
+    table = client.make_qualified_table_name(UPKEEP_TABLE)
+    values = ", ".join(f"({_literal(resource)}, {_literal(load_id)})" for load_id in load_ids)
+    if values:
+        client.execute_sql(f"INSERT INTO {table} (resource, _dlt_load_id) VALUES {values}")
+
+
+def _ensure_upkeep_table(client: Any) -> str:
+    table = str(client.make_qualified_table_name(UPKEEP_TABLE))
+    try:
+        client.execute_sql(
+            f"CREATE TABLE IF NOT EXISTS {table} "
+            "(resource TEXT NOT NULL, _dlt_load_id TEXT NOT NULL)"
+        )
+    except Exception:
+        # two workers creating it at once: PostgreSQL lets one of them fail; it exists now
+        client.execute_sql(f"SELECT 1 FROM {table} WHERE 1 = 0")
+    return table
+
+
+def _literal(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"

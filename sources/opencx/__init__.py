@@ -34,10 +34,12 @@ from scrapesync.sources.opencx.settings import (
     BASE_URL,
     CRAWL_JOB_COLUMNS,
     DATASOURCE_COLUMNS,
+    DEFAULT_CONCURRENCY,
     DEFAULT_LOOKBACK_SECONDS,
     DEFAULT_PACING_WINDOW_SECONDS,
     DEFAULT_REQUESTS_PER_MINUTE,
     IDS_SETTING,
+    MAX_CONCURRENCY,
     PAGE_SIZE_PARAM,
 )
 
@@ -56,6 +58,7 @@ def opencx_source(
     pacing_window_seconds: float = DEFAULT_PACING_WINDOW_SECONDS,
     lookback: int = DEFAULT_LOOKBACK_SECONDS,
     page_size: int | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
     stats: RequestStats | None = None,
 ) -> list[DltResource]:
     """The open.cx datasources of the key's organisation and their crawl jobs.
@@ -71,6 +74,10 @@ def opencx_source(
             bursts up to the whole budget; shorter: smoother, e.g. for a stricter proxy).
         lookback: seconds re-read before each datasource's job watermark (late commits).
         page_size: items per list request (`limit`, not documented: unset = the API's default).
+        concurrency: datasources read at once (1..32); requests still keep to the pace above.
+            There is no `shard` option: the per-datasource watermarks live in dlt's pipeline
+            state, one blob per pipeline, which concurrent shards would overwrite
+            (docs/opencx.md#many-datasources).
         stats: request counters to fill (the runner passes one).
     """
     ids = _validated_ids(datasource_ids)
@@ -78,6 +85,11 @@ def opencx_source(
         raise ValueError("opencx: `sources.opencx.lookback` must be >= 0 seconds")
     if page_size is not None and page_size < 1:
         raise ValueError(f"opencx: page_size={page_size} must be >= 1 (or unset)")
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise ValueError(
+            f"opencx: concurrency={concurrency} is outside 1..{MAX_CONCURRENCY}: fix "
+            "`sources.opencx.concurrency` (env SOURCES__OPENCX__CONCURRENCY)"
+        )
     client = make_client(api_key, base_url, requests_per_minute, pacing_window_seconds, stats)
     start = parse_datetime(start_date) if start_date else None
     list_params = {PAGE_SIZE_PARAM: page_size} if page_size else {}
@@ -87,7 +99,7 @@ def opencx_source(
         primary_key="id",
         write_disposition=DELETE_INSERT,
         columns=DATASOURCE_COLUMNS,
-    )(client, ids, list_params)
+    )(client, ids, list_params, concurrency)
     jobs = dlt.transformer(
         crawl_jobs,
         name="crawl_jobs",
@@ -95,7 +107,7 @@ def opencx_source(
         primary_key="id",
         write_disposition=DELETE_INSERT,
         columns=CRAWL_JOB_COLUMNS,
-    )(client, start, lookback, list_params)
+    )(client, start, lookback, list_params, concurrency)
     return [sources, jobs]
 
 

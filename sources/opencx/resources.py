@@ -16,6 +16,7 @@ from dlt.common import logger
 from scrapesync.sources.common.client import ProviderRESTClient
 from scrapesync.sources.common.errors import ProviderAPIError
 from scrapesync.sources.common.paginators import log_pages
+from scrapesync.sources.common.partitions import map_bounded
 from scrapesync.sources.common.timeutil import iso_z, parse_datetime
 from scrapesync.sources.common.validation import check_times
 from scrapesync.sources.opencx.client import (
@@ -25,7 +26,13 @@ from scrapesync.sources.opencx.client import (
     get_datasource,
     pages,
 )
-from scrapesync.sources.opencx.settings import IDS_SETTING, JOB_TIME_FIELDS, UPDATED_AFTER_PARAM
+from scrapesync.sources.opencx.settings import (
+    BATCH_ROWS,
+    DELETED_KEPT,
+    IDS_SETTING,
+    JOB_TIME_FIELDS,
+    UPDATED_AFTER_PARAM,
+)
 from scrapesync.sources.opencx.transform import (
     HistoryWalk,
     datasource_row,
@@ -36,15 +43,18 @@ from scrapesync.sources.opencx.transform import (
 
 
 def datasources(
-    client: ProviderRESTClient, datasource_ids: list[str], list_params: dict[str, Any]
+    client: ProviderRESTClient,
+    datasource_ids: list[str],
+    list_params: dict[str, Any],
+    concurrency: int = 1,
 ) -> Iterator[list[dict[str, Any]]]:
     """Website datasources -> table `datasources`.
 
     * Primary key: `id`.
     * Write disposition: merge (delete-insert): each sync rewrites the datasources it read.
     * Incremental: none, every sync reads every datasource (`GET /crawl`, then `GET /crawl/{id}`
-      for `page_stats` and `active_crawl_job` when the list lacks them): they are few and their
-      page statistics change without a documented change marker.
+      for `page_stats` and `active_crawl_job` when the list lacks them, `concurrency` at a
+      time): their page statistics change without a documented change marker.
     * Updates: config, `status`, `last_crawl_*` and `page_stats__*` are replaced by the latest.
     * Deletes: ids seen before are kept in the resource state; one missing from a complete list
       is confirmed with `GET /crawl/{id}` (404) before its last row is written again with
@@ -56,22 +66,31 @@ def datasources(
     known: dict[str, dict[str, Any]] = state.setdefault("known", {})
     deleted: list[str] = state.setdefault("deleted", [])
     if datasource_ids:
-        rows, gone = _read_configured(client, datasource_ids, known, deleted)
-        yield from _remember(known, rows)
+        gone: list[str] = []
+        yield from _read_configured(client, datasource_ids, known, deleted, gone, concurrency)
     else:
         gone = []
         listed: set[str] = set()
         listing = pages(client, "list_datasources", list_params)
         for page in log_pages(PROVIDER, "datasources", listing):
-            rows, vanished = _details(client, page)
+            rows, vanished = _details(client, page, concurrency)
             listed.update(item["id"] for item in page)
             gone += vanished
             yield from _remember(known, rows)
         unlisted = [ds_id for ds_id in known if ds_id not in listed and ds_id not in gone]
-        rows, vanished = _details(client, [{"id": ds_id} for ds_id in unlisted])
+        rows, vanished = _details(client, [{"id": ds_id} for ds_id in unlisted], concurrency)
         gone += vanished
         yield from _remember(known, rows)
     yield from _mark_deleted(known, deleted, gone)
+    _prune_deleted(deleted, datasource_ids)
+
+
+def _prune_deleted(deleted: list[str], datasource_ids: list[str]) -> None:
+    """Keep the deleted ids only as long as they can be asked for again: the configured ones
+    (a 404 for them is a warning, not an error), else the newest `DELETED_KEPT`; the
+    destination keeps every deleted datasource's row, so state does not grow with them."""
+    configured = set(datasource_ids)
+    deleted[:] = [i for i in deleted if i in configured] if configured else deleted[-DELETED_KEPT:]
 
 
 def _remember(
@@ -90,27 +109,35 @@ def _mark_deleted(
     markers = [deleted_marker(known.pop(ds_id), now) for ds_id in gone if ds_id in known]
     deleted.extend(marker["id"] for marker in markers)
     if markers:
-        logger.info(f"opencx: {len(markers)} datasource(s) deleted on open.cx: {gone}")
+        logger.info(f"opencx: {len(markers)} datasource(s) deleted on open.cx: {gone[:20]}")
         metrics = dlt.current.resource_metrics()
         metrics["deleted:datasources"] = metrics.get("deleted:datasources", 0) + len(markers)
         yield markers
 
 
+def _read_one(client: ProviderRESTClient, ds_id: str) -> dict[str, Any] | ProviderAPIError:
+    """`GET /crawl/{id}` as a row; a 404 is returned, not raised (the caller decides what it
+    means)."""
+    try:
+        return datasource_row(get_datasource(client, ds_id))
+    except ProviderAPIError as exc:
+        if exc.status != 404:
+            raise
+        return exc
+
+
 def _details(
-    client: ProviderRESTClient, items: list[dict[str, Any]]
+    client: ProviderRESTClient, items: list[dict[str, Any]], concurrency: int
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows of listed datasources (detail read when stats are missing) and the ids now gone."""
-    rows, gone = [], []
-    for item in items:
-        if "page_stats" in item:
-            rows.append(datasource_row(item))
-            continue
-        try:
-            rows.append(datasource_row(get_datasource(client, item["id"])))
-        except ProviderAPIError as exc:
-            if exc.status != 404:
-                raise
-            gone.append(item["id"])  # deleted since it was listed, or since the last sync
+    rows = [datasource_row(item) for item in items if "page_stats" in item]
+    gone = []
+    todo = [item["id"] for item in items if "page_stats" not in item]
+    for ds_id, row in map_bounded(lambda ds_id: _read_one(client, ds_id), todo, concurrency):
+        if isinstance(row, ProviderAPIError):
+            gone.append(ds_id)  # deleted since it was listed, or since the last sync
+        else:
+            rows.append(row)
     return rows, gone
 
 
@@ -119,21 +146,27 @@ def _read_configured(
     datasource_ids: list[str],
     known: dict[str, Any],
     deleted: list[str],
-) -> tuple[list[dict[str, Any]], list[str]]:
-    rows, gone = [], []
-    for ds_id in datasource_ids:
-        try:
-            rows.append(datasource_row(get_datasource(client, ds_id)))
-        except ProviderAPIError as exc:
-            if exc.status == 404 and ds_id in deleted:
-                logger.warning(
-                    f"opencx: datasource {ds_id} was deleted; remove it from {IDS_SETTING}"
-                )
-            elif exc.status == 404 and ds_id in known:
-                gone.append(ds_id)
-            else:
-                raise  # an id never seen: a configuration error (the hint names the setting)
-    return rows, gone
+    gone: list[str],
+    concurrency: int,
+) -> Iterator[list[dict[str, Any]]]:
+    """The configured datasources, read `concurrency` at a time, yielded in batches (memory
+    holds one batch, not every datasource)."""
+    was_deleted = set(deleted)
+    batch: list[dict[str, Any]] = []
+    reads = map_bounded(lambda ds_id: _read_one(client, ds_id), datasource_ids, concurrency)
+    for ds_id, row in reads:
+        if not isinstance(row, ProviderAPIError):
+            batch.append(row)
+        elif ds_id in was_deleted:
+            logger.warning(f"opencx: datasource {ds_id} was deleted; remove it from {IDS_SETTING}")
+        elif ds_id in known:
+            gone.append(ds_id)
+        else:  # an id never seen: a configuration error (the hint names the setting)
+            raise row
+        if len(batch) >= BATCH_ROWS:
+            yield from _remember(known, batch)
+            batch = []
+    yield from _remember(known, batch)
 
 
 def crawl_jobs(
@@ -142,6 +175,7 @@ def crawl_jobs(
     start: pendulum.DateTime | None,
     lookback: int,
     list_params: dict[str, Any],
+    concurrency: int = 1,
 ) -> Iterator[list[dict[str, Any]]]:
     """Crawl jobs of every synced datasource -> table `crawl_jobs`.
 
@@ -153,7 +187,8 @@ def crawl_jobs(
       watermark - `lookback` and stops at the first page older than that (when the pages prove
       newest-first order); jobs not terminal at the last sync, and the datasource's
       `active_crawl_job`, are re-read with `GET /crawl/{id}/crawls/{jobId}` until they are
-      `completed`, `failed` or `cancelled`, so their counters end final.
+      `completed`, `failed` or `cancelled`, so their counters end final. Datasources are
+      read `concurrency` at a time; each one's state entry is written by this thread only.
     * Updates: a job read again replaces its row (counters grow while `scraping`).
     * Deletes: jobs of a datasource deleted on open.cx get `is_deleted = true` after the load
       (`post_load`); a job that vanished alone (404 on re-read) stops being re-read.
@@ -161,12 +196,25 @@ def crawl_jobs(
       by the next sync; re-read rows merge, never duplicate.
     """
     state = dlt.current.resource_state("crawl_jobs").setdefault("datasources", {})
+    live = []  # each with a copy of its state entry: workers never touch the state itself
     for datasource in items if isinstance(items, list) else [items]:
         if datasource["is_deleted"]:
             state.pop(datasource["id"], None)
-            continue
-        entry = state.setdefault(datasource["id"], {})
-        yield from _datasource_jobs(client, datasource, entry, start, lookback, list_params)
+        else:
+            live.append((datasource, dict(state.get(datasource["id"], {}))))
+
+    def read(todo: tuple[dict[str, Any], dict[str, Any]]) -> list[dict[str, Any]]:
+        return _datasource_jobs(client, *todo, start, lookback, list_params)
+
+    batch: list[dict[str, Any]] = []
+    for (datasource, entry), rows in map_bounded(read, live, concurrency):
+        state[datasource["id"]] = entry
+        batch += rows
+        if len(batch) >= BATCH_ROWS:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _datasource_jobs(
@@ -176,30 +224,32 @@ def _datasource_jobs(
     start: pendulum.DateTime | None,
     lookback: int,
     list_params: dict[str, Any],
-) -> Iterator[list[dict[str, Any]]]:
+) -> list[dict[str, Any]]:
+    """One datasource's new and re-read jobs; advances `entry` (watermark, open jobs)."""
     ds_id = datasource["id"]
     watermark = parse_datetime(entry.get("watermark")) or start
     cutoff = watermark.subtract(seconds=lookback) if watermark else None
     seen: dict[str, dict[str, Any]] = {}
+    found: list[dict[str, Any]] = []
     try:
         for rows in _history(client, ds_id, cutoff, list_params):
             seen.update((row["id"], row) for row in rows)
-            yield rows
+            found += rows
     except ProviderAPIError as exc:
         if exc.status != 404:
             raise
         logger.warning(f"opencx: datasource {ds_id} vanished while syncing; next sync marks it")
-        return
+        return found
     recheck = [*entry.get("open", []), datasource.get("active_crawl_job__id")]
     reread = _reread(client, ds_id, [job for job in dict.fromkeys(recheck) if job], seen)
     seen.update((row["id"], row) for row in reread)
-    if reread:
-        yield reread
+    found += reread
     entry["open"] = [job_id for job_id, row in seen.items() if not row["is_terminal"]]
     newest = max((row["updated_at"] for row in seen.values() if row["updated_at"]), default=None)
     newest_at = parse_datetime(newest)
     if newest_at and (watermark is None or newest_at > watermark):
         entry["watermark"] = iso_z(newest_at)
+    return found
 
 
 def _history(

@@ -142,6 +142,16 @@ DEFAULT_PACING_WINDOW_SECONDS: Final = 60.0
 # Re-read window before each datasource's watermark: jobs whose `updated_at` is a little older
 # than the newest one already loaded but committed late. Not documented; merge makes it free.
 DEFAULT_LOOKBACK_SECONDS: Final = 600
+# Datasources read at once (`sources.opencx.concurrency`); every request still takes its turn
+# in the client's pacing, so this overlaps latency and never raises the request rate.
+DEFAULT_CONCURRENCY: Final = 8
+MAX_CONCURRENCY: Final = 32
+# Rows per item handed to dlt: one list per datasource would cost dlt's per-item overhead
+# 10,000 times for 10,000 datasources.
+BATCH_ROWS: Final = 1000
+# Deleted datasource ids kept in state when none is configured (the rows stay in the
+# destination; only a configured id's 404 needs to know it was deleted).
+DELETED_KEPT: Final = 1000
 
 # Crawl job states (docs/opencx.md#states): pending -> scraping -> completed | failed | cancelled.
 JOB_STATUSES: Final = ("pending", "scraping", "completed", "failed", "cancelled")

@@ -37,8 +37,10 @@ from scrapesync.sources.outscraper.columns import ColumnTypes
 from scrapesync.sources.outscraper.resources import request_results, task_results, tasks
 from scrapesync.sources.outscraper.settings import (
     BASE_URL,
+    DEFAULT_CONCURRENCY,
     DEFAULT_MAX_PENDING_HOURS,
     DEFAULT_PAGE_SIZE,
+    MAX_CONCURRENCY,
     MAX_PAGE_SIZE,
 )
 from scrapesync.sources.outscraper.webhooks import WebhookInbox
@@ -46,7 +48,7 @@ from scrapesync.sources.outscraper.webhooks import WebhookInbox
 DELETE_INSERT: Any = {"disposition": "merge", "strategy": "delete-insert"}
 # Result rows reach a load package once per task (or request) and are numbered uniquely, so the
 # staging dedup by primary key (a window over every row: a 50 MB file's merge runs out of the
-# runner's 128 MB DuckDB budget with it) is skipped: `deduplicated` tells dlt so
+# runner's 80 MB DuckDB budget with it) is skipped: `deduplicated` tells dlt so
 # (docs/dlt-behaviours.md, the merge option `deduplicated` skips the staging dedup). A load job
 # replayed after a crash would then double its rows (docs/dlt-behaviours.md, a load job replayed
 # after SIGKILL duplicates rows); the runner discards such an interrupted package instead and
@@ -75,6 +77,7 @@ def outscraper_source(
     max_pending_hours: float = DEFAULT_MAX_PENDING_HOURS,
     use_webhooks: bool = True,
     webhook_dir: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
     stats: RequestStats | None = None,
 ) -> list[DltResource]:
     """Outscraper tasks with their result files, and async request results.
@@ -91,6 +94,9 @@ def outscraper_source(
             after this many hours of `Pending`.
         use_webhooks: read the notifications stored by `scrapesync listen` first.
         webhook_dir: directory of the notification store (default: under dlt's data dir).
+        concurrency: async requests read at once (1..32). There is no `shard` option: which
+            requests are pending lives in dlt's pipeline state, one blob per pipeline, which
+            concurrent shards would overwrite (docs/outscraper.md#many-requests).
         stats: request counters to fill (the runner passes one).
     """
     if not api_key or not str(api_key).strip():
@@ -102,6 +108,11 @@ def outscraper_source(
         )
     if max_pending_hours < 0:
         raise ValueError("outscraper: `sources.outscraper.max_pending_hours` must be >= 0")
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise ValueError(
+            f"outscraper: concurrency={concurrency} is outside 1..{MAX_CONCURRENCY}: fix "
+            "`sources.outscraper.concurrency` (env SOURCES__OUTSCRAPER__CONCURRENCY)"
+        )
     ids = [request_ids] if isinstance(request_ids, str) else list(request_ids or [])
     api = OutscraperClient(api_key, base_url, stats)
     inbox = WebhookInbox(webhook_dir) if use_webhooks else None
@@ -134,5 +145,6 @@ def outscraper_source(
         discover_requests,
         max_pending_hours,
         ColumnTypes("request_results"),
+        concurrency,
     )
     return [task_resource, results_resource, requests_resource]

@@ -16,6 +16,8 @@ import pyarrow as pa
 from dlt.common import logger
 
 from scrapesync.sources.common.errors import ProviderAPIError
+from scrapesync.sources.common.partitions import map_bounded
+from scrapesync.sources.common.statedb import StateDB
 from scrapesync.sources.common.timeutil import parse_datetime
 from scrapesync.sources.common.validation import check_times
 from scrapesync.sources.outscraper.client import (
@@ -27,10 +29,12 @@ from scrapesync.sources.outscraper.client import (
 from scrapesync.sources.outscraper.columns import ColumnTypes, batched_tables
 from scrapesync.sources.outscraper.results import file_tables
 from scrapesync.sources.outscraper.settings import (
+    DONE_QUERY_IDS,
     REQUEST_EXPIRED,
     REQUEST_FAILURE,
     REQUEST_PATH,
     REQUEST_PENDING,
+    REQUEST_ROWS_BATCH,
     REQUEST_SUCCESS,
     REQUESTS_PATH,
     RESULT_BATCH_ROWS,
@@ -227,6 +231,7 @@ def request_results(
     discover: bool,
     max_pending_hours: float,
     types: ColumnTypes,
+    concurrency: int = 1,
 ) -> Iterator[Any]:
     """Results of async API requests -> tables `request_results` and `requests`.
 
@@ -235,8 +240,12 @@ def request_results(
     * Write disposition: merge (delete-insert; `request_results` with merge key
       `request_id`, so a request's rows are always replaced as a whole).
     * Incremental: request ids come from webhook notifications (read first), `request_ids`
-      and `GET /requests?type=finished`; the resource state remembers each request's fate,
-      so a collected, failed or expired request is never read again.
+      and `GET /requests?type=finished`; a collected, failed or expired request is never read
+      again: the resource state remembers requests still pending, and those finished in the
+      last sync; older finished ones are known by their row in the destination's `requests`
+      table (one query per `DONE_QUERY_IDS` ids), so the state does not grow with them.
+      Requests are read `concurrency` at a time; result rows of many requests share one
+      Arrow table.
     * Updates: a request is collected as soon as it reads `Success`: results are kept for
       only 4 hours, after which the status reads `Pending` again.
     * Deletes: expiry on Outscraper deletes nothing here: collected rows stay. A request that
@@ -245,6 +254,12 @@ def request_results(
     * Late-arriving data: a request still `Pending` is read again on the next sync.
     """
     state: dict[str, dict[str, Any]] = dlt.current.resource_state().setdefault("requests", {})
+    finished_store = _finished_store()
+    if finished_store is not None:
+        # finished in an earlier sync, whose package the runner loaded before this extract:
+        # the destination's `requests` table remembers them from now on
+        for request_id in [i for i, entry in state.items() if entry.get("fate") in DONE]:
+            del state[request_id]
     candidates: dict[str, dict[str, Any]] = {}
     notified = inbox.take("request") if inbox else {}
     for request_id, status in notified.items():
@@ -258,12 +273,50 @@ def request_results(
     if discover:
         for item in _finished_listing(api, state):
             candidates.setdefault(item, {"source": "listing", "finished": True})
+    unknown = [request_id for request_id in candidates if request_id not in state]
+    for request_id in _finished_in(finished_store, unknown):
+        del candidates[request_id]
+    todo = []
     for request_id, hint in candidates.items():
         entry = state.setdefault(request_id, {"source": hint["source"]})
         if entry.get("fate") in DONE:
             continue
         entry["finished"] = bool(entry.get("finished") or hint.get("finished"))
-        yield from _collect(api, request_id, entry, max_pending_hours, types)
+        todo.append(request_id)
+    yield from _collect_all(api, todo, state, max_pending_hours, types, concurrency)
+
+
+def _finished_store() -> StateDB | None:
+    """The destination as a SQL store, to ask which requests it already holds finished; None
+    where it has none (e.g. files): then the state keeps every finished request, as before."""
+    pipeline = dlt.current.pipeline()
+    if pipeline.destination is None or not pipeline.default_schema_name:
+        return None  # an extract without a destination (or a first run): nothing stored yet
+    if "requests" not in pipeline.default_schema.tables:
+        return None
+    try:
+        return StateDB.for_pipeline(pipeline, pipeline.dataset_name)
+    except ValueError:
+        return None
+
+
+def _finished_in(store: StateDB | None, request_ids: list[str]) -> set[str]:
+    """Which of `request_ids` the destination's `requests` table holds as finished, written
+    by a load that completed."""
+    found: set[str] = set()
+    if store is None:
+        return found
+    for first in range(0, len(request_ids), DONE_QUERY_IDS):
+        chunk = request_ids[first : first + DONE_QUERY_IDS]
+        marks = ", ".join("?" for _ in chunk)
+        # only rows of a completed load (`_dlt_loads.status = 0`): a load killed midway and
+        # then discarded (its results rolled back) may have committed the request's row
+        sql = (
+            "SELECT r.id FROM requests AS r JOIN _dlt_loads AS l ON l.load_id = r._dlt_load_id "
+            f"WHERE l.status = 0 AND r.status <> ? AND r.id IN ({marks})"
+        )
+        found.update(row["id"] for row in store.query(sql, [REQUEST_PENDING, *chunk]))
+    return found
 
 
 def _finished_listing(api: OutscraperClient, state: dict[str, dict[str, Any]]) -> Iterator[str]:
@@ -275,16 +328,71 @@ def _finished_listing(api: OutscraperClient, state: dict[str, dict[str, Any]]) -
                 yield request_id
 
 
-def _collect(
+def _collect_all(
     api: OutscraperClient,
+    request_ids: list[str],
+    state: dict[str, dict[str, Any]],
+    max_pending_hours: float,
+    types: ColumnTypes,
+    concurrency: int,
+) -> Iterator[Any]:
+    """Read the requests `concurrency` at a time (the state is written here, in one thread);
+    result rows go out in Arrow tables of up to `RESULT_BATCH_ROWS` rows across requests, and
+    `requests` rows in lists, so dlt's per-item cost is not paid per request."""
+    tables = _TableBatch()
+    rows: list[dict[str, Any]] = []
+    bodies = map_bounded(
+        lambda request_id: api.get_json(REQUEST_PATH.format(request_id=request_id)),
+        request_ids,
+        concurrency,
+    )
+    for request_id, body in bodies:
+        for item in _collect(request_id, body, state[request_id], max_pending_hours, types):
+            if isinstance(item, pa.Table):
+                yield from tables.add(item)
+            else:
+                rows.append(item)
+        if len(rows) >= REQUEST_ROWS_BATCH:
+            yield dlt.mark.with_hints(rows, REQUESTS_TABLE, create_table_variant=True)
+            rows = []
+    yield from tables.flush()
+    if rows:
+        yield dlt.mark.with_hints(rows, REQUESTS_TABLE, create_table_variant=True)
+
+
+class _TableBatch:
+    """Small Arrow tables joined into one of up to `RESULT_BATCH_ROWS` rows."""
+
+    def __init__(self) -> None:
+        self.tables: list[pa.Table] = []
+        self.rows = 0
+
+    def add(self, table: pa.Table) -> Iterator[pa.Table]:
+        self.tables.append(table)
+        self.rows += table.num_rows
+        if self.rows >= RESULT_BATCH_ROWS:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[pa.Table]:
+        tables, self.tables, self.rows = self.tables, [], 0
+        if not tables:
+            return
+        try:
+            yield pa.concat_tables(tables, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            yield from tables  # columns whose types do not unify: as they are, one by one
+
+
+def _collect(
     request_id: str,
+    body: Any,
     entry: dict[str, Any],
     max_pending_hours: float,
     types: ColumnTypes,
 ) -> Iterator[Any]:
+    """The result tables and the `requests` row of one request read; advances `entry`."""
     now = pendulum.now("UTC")
     entry.setdefault("first_seen_at", now.isoformat())
-    body = api.get_json(REQUEST_PATH.format(request_id=request_id))
     status = str(body.get("status") if isinstance(body, dict) else "") or REQUEST_PENDING
     row: dict[str, Any] = {
         "id": request_id,
@@ -314,7 +422,7 @@ def _collect(
             "Expired in `requests`; sync more often than every "
             f"{RESULT_RETENTION_HOURS} h (or run `scrapesync listen`) to collect results in time"
         )
-    yield dlt.mark.with_hints(row, REQUESTS_TABLE, create_table_variant=True)
+    yield row
 
 
 def _expired(entry: dict[str, Any], now: pendulum.DateTime, max_pending_hours: float) -> bool:

@@ -156,6 +156,14 @@ GONE_MESSAGE_PATTERN: Final = r"not found|removed|does not exist|no such task"
 
 # Result files: rows per Arrow batch yielded to dlt, and bytes per network read.
 RESULT_BATCH_ROWS: Final = 20_000
+# `requests` rows handed to dlt per item (one item per request would cost dlt's per-item
+# overhead once per request).
+REQUEST_ROWS_BATCH: Final = 1000
+# request ids per destination query asking which of them are already finished
+DONE_QUERY_IDS: Final = 500
+# async requests read at once; Outscraper documents no rate limit (docs/outscraper.md#limits)
+DEFAULT_CONCURRENCY: Final = 8
+MAX_CONCURRENCY: Final = 32
 DOWNLOAD_CHUNK_BYTES: Final = 1 << 20
 
 # Task fields kept as their own columns of `tasks` (the rest of `metadata` stays JSON).

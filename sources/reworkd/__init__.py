@@ -9,8 +9,9 @@ Tables (dataset `reworkd`):
 * `outputs`: one row per live record, primary key (group_id, key_hash).
 * `outputs__files`: one row per file of each live record.
 * `outputs_history` (option `history`): every version of every record.
+* `_scrapesync_partitions`: one row per group, its watermark (docs/reworkd.md#incremental).
 
-Package layout: this module wires the source and one resource per group; `settings.py` holds
+Package layout: this module wires the source and its one resource; `settings.py` holds
 the endpoint table and limits, `client.py` the HTTP client and its error hints,
 `resources.py` the resource body and the upkeep after each load, `transform.py` and
 `columns.py` the pure page -> Arrow transforms.
@@ -21,19 +22,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import dlt
-import pendulum
 from dlt.sources import DltResource
 
-from scrapesync.sources.common.client import ProviderRESTClient
+from scrapesync.sources.common.partitions import Shard, owned
 from scrapesync.sources.common.stats import RequestStats
 from scrapesync.sources.common.timeutil import parse_datetime
 from scrapesync.sources.reworkd.client import outputs_client
-from scrapesync.sources.reworkd.resources import DELETE_INSERT, OUTPUTS_KEY, outputs
+from scrapesync.sources.reworkd.resources import (
+    DELETE_INSERT,
+    OUTPUTS_KEY,
+    RESOURCE,
+    OutputsRead,
+    outputs,
+)
 from scrapesync.sources.reworkd.settings import (
     BASE_URL,
+    DEFAULT_CONCURRENCY,
     DEFAULT_LOOKBACK_SECONDS,
     DEFAULT_PAGE_SIZE,
     FILTER_PARAMS,
+    MAX_CONCURRENCY,
     MAX_PAGE_SIZE,
 )
 
@@ -53,9 +61,11 @@ def reworkd_source(
     country: str | None = None,
     region: str | None = None,
     history: bool = False,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    shard: str | None = None,
     stats: RequestStats | None = None,
-) -> list[DltResource]:
-    """The Reworkd outputs of `group_ids`, one resource (and one watermark) per group.
+) -> DltResource:
+    """The Reworkd outputs of `group_ids`: one resource for every group, a watermark per group.
 
     Args:
         api_key: Reworkd API token (sent as `Authorization: Bearer`).
@@ -70,9 +80,15 @@ def reworkd_source(
         region: only outputs of this ISO 3166-2 region, e.g. "US-CA" (API filter).
         history: also keep every version of every record in `outputs_history` (SCD2 validity
             columns `valid_from`/`valid_to`; a delete closes the last version).
+        concurrency: groups read at the same time (1..50, default 16).
+        shard: `"i/N"` (0-based): sync only the groups shard i of N owns, by a stable hash of
+            the group id (docs/reworkd.md#groups-concurrency-and-shards). N workers with
+            `0/N` .. `N-1/N` load the same dataset at the same time; each group's watermark is
+            its own row, so changing N loses nothing and re-reads at most `lookback`. None:
+            every group.
         stats: request counters to fill (the CLI passes one to report requests per sync).
     """
-    groups = _validated_groups(group_ids)
+    groups = owned(_validated_groups(group_ids), Shard.parse(shard, "sources.reworkd.shard"))
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValueError(
             f"reworkd: page_size={page_size} is outside 1..{MAX_PAGE_SIZE} "
@@ -80,14 +96,31 @@ def reworkd_source(
         )
     if lookback < 0:
         raise ValueError("reworkd: `sources.reworkd.lookback` must be >= 0 seconds")
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise ValueError(
+            f"reworkd: concurrency={concurrency} is outside 1..{MAX_CONCURRENCY}: fix "
+            "`sources.reworkd.concurrency` (env SOURCES__REWORKD__CONCURRENCY)"
+        )
     filters = {"job_id": job_id, "url": url, "country": country, "region": region}
     params = {name: value for name in FILTER_PARAMS if (value := filters[name])}
-    client = outputs_client(api_key, base_url, stats)
-    initial = parse_datetime(start_date) if start_date else None
-    return [
-        _group_resource(client, group, params, page_size, initial, lookback, history)
-        for group in groups
-    ]
+    read = OutputsRead(
+        client=outputs_client(api_key, base_url, stats),
+        groups=tuple(groups),
+        params=params,
+        page_size=page_size,
+        history=history,
+        initial=parse_datetime(start_date) if start_date else None,
+        lookback=lookback,
+        concurrency=concurrency,
+    )
+    resource = dlt.resource(
+        outputs,
+        name=RESOURCE,
+        table_name="outputs",
+        primary_key=OUTPUTS_KEY,
+        write_disposition=DELETE_INSERT,
+    )
+    return resource(read)
 
 
 def _validated_groups(group_ids: Sequence[str] | str) -> list[str]:
@@ -99,38 +132,11 @@ def _validated_groups(group_ids: Sequence[str] | str) -> list[str]:
             "(e.g. env SOURCES__REWORKD__GROUP_IDS='[\"<group id>\"]'); the ids are on the "
             "groups page of the Reworkd app"
         )
+    if any(not group.isprintable() for group in groups):
+        raise ValueError(
+            "reworkd: a group id in `sources.reworkd.group_ids` holds a control character: "
+            f"{[group for group in groups if not group.isprintable()]!r}"
+        )
     if len(set(groups)) != len(groups):
         raise ValueError(f"reworkd: `sources.reworkd.group_ids` repeats a group: {groups}")
     return groups
-
-
-def _group_resource(
-    client: ProviderRESTClient,
-    group_id: str,
-    params: dict[str, str],
-    page_size: int,
-    initial: pendulum.DateTime | None,
-    lookback: int,
-    history: bool,
-) -> DltResource:
-    """`outputs` of one group: its own resource, so each group keeps its own watermark."""
-    cursor = dlt.sources.incremental[pendulum.DateTime](
-        "update_date",
-        initial_value=initial,
-        # The lag re-reads `lookback` seconds before the watermark on every run; merge makes
-        # the re-read rows idempotent. With no lag, dlt dedups rows at the boundary timestamp
-        # by this change identity (not by the table key: a second change of one record in the
-        # same second must not be dropped as a duplicate). `outputs__files` rows carry the
-        # same columns, so a record's files are filtered exactly like the record.
-        # (docs/dlt-behaviours.md, "Incremental cursors": `lag` and boundary deduplication)
-        lag=lookback or None,
-        primary_key=("_version", "value_hash"),
-    )
-    resource = dlt.resource(
-        outputs,
-        name=f"outputs_{group_id}",
-        table_name="outputs",
-        primary_key=OUTPUTS_KEY,
-        write_disposition=DELETE_INSERT,
-    )
-    return resource(client, group_id, params, page_size, history, cursor)

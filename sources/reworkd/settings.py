@@ -72,6 +72,15 @@ DEFAULT_PAGE_SIZE: Final = 1000
 # the usual write lag of a scraper run at the cost of one extra page per group
 # (docs/reworkd.md#what-scrapesync-infers, option `lookback`).
 DEFAULT_LOOKBACK_SECONDS: Final = 900
+# Groups read at the same time (`sources.reworkd.concurrency`). Reworkd documents no rate limit
+# (docs/reworkd.md#limits); 16 requests in flight keep 1,000 groups at 50 ms round trips within
+# a few seconds, and a 429 is still honoured per request. At most 50: dlt's session keeps 50
+# connections per host, and a request beyond the pool opens (and drops) a connection of its own.
+DEFAULT_CONCURRENCY: Final = 16
+MAX_CONCURRENCY: Final = 50
+# Pages waiting for the resource between the fetching threads and dlt (memory bound: each
+# page is at most `page_size` outputs; each fetching thread holds at most one more).
+PAGE_BUFFER: Final = 4
 # Query parameters documented as plain filters, passed through unchanged when set.
 FILTER_PARAMS: Final = ("job_id", "url", "country", "region")
 

@@ -80,7 +80,11 @@ def scrapewise_source(
         start_date: ISO date(-time); the first sync reads runs started from there on.
         with_deleted: also read soft-deleted runs (`withDeleted=true`), flagged `is_deleted`.
         page_size: rows per page (Spring `size`, 1..1000).
-        concurrency: per-run requests (failed links, rows, scraper configs) in flight at once.
+        concurrency: requests in flight at once: history reads of the configured groups and
+            scrapers, per-run failed links and rows, scraper configs, enriched datasets. There
+            is no `shard` option: each group's watermark lives in dlt's pipeline state, one
+            blob per pipeline, which concurrent shards would overwrite
+            (docs/scrapewise.md#many-groups-and-scrapers).
         stats: request counters to fill (the CLI passes one to report requests per sync).
     """
     groups = check_object_ids(_as_list(group_ids), "group id", "`sources.scrapewise.group_ids`")
@@ -105,7 +109,7 @@ def scrapewise_source(
         primary_key="id",
         write_disposition=DELETE_INSERT,
         columns=JOBS_COLUMNS,
-    )(client, scopes_for(groups, scraper_list), page_size, start, with_deleted)
+    )(client, scopes_for(groups, scraper_list), page_size, start, with_deleted, concurrency)
     errors = dlt.transformer(
         job_errors,
         data_from=runs,
@@ -135,7 +139,7 @@ def scrapewise_source(
         merge_key="group_id",
         write_disposition=DELETE_INSERT,
         columns=ENRICHED_COLUMNS,
-    )(client, groups, page_size)
+    )(client, groups, page_size, concurrency)
     return [runs, errors, run_rows, scraper_resource, enriched]
 
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import dlt
 import pendulum
 from dlt.common import logger
 
 from scrapesync.sources.common.client import ProviderRESTClient
+from scrapesync.sources.common.partitions import map_bounded
 from scrapesync.sources.common.timeutil import iso_z
 from scrapesync.sources.scrapewise.client import (
     fetch_errors,
@@ -29,6 +30,7 @@ from scrapesync.sources.scrapewise.history import (
 )
 from scrapesync.sources.scrapewise.settings import (
     ACTIVE_STATES,
+    BATCH_ROWS,
     ENRICHED_ROWS_SORT,
     ENRICHED_SUFFIX,
     ROWS_SORT,
@@ -45,8 +47,8 @@ from scrapesync.sources.scrapewise.transform import (
 )
 from scrapesync.sources.scrapewise.transform import enriched_rows as shape_enriched
 
-T = TypeVar("T")
-R = TypeVar("R")
+# the filters a run's scopes use besides "all runs" (`history.scopes_for`), in `_done` order
+SCOPE_FIELDS = ("groupId", "scraperId")
 
 
 def jobs(
@@ -55,6 +57,7 @@ def jobs(
     page_size: int,
     start: pendulum.DateTime | None,
     with_deleted: bool,
+    concurrency: int = 1,
 ) -> Iterator[list[dict[str, Any]]]:
     """Scraper runs (`GET /api/scraper/load-history`) -> table `jobs`.
 
@@ -62,8 +65,9 @@ def jobs(
     * Write disposition: merge (delete-insert): a re-read run replaces its row.
     * Incremental: newest first (`sort=started,desc`) per scope (all runs, or each configured
       group and scraper), stopping at the first run older than the scope's watermark (the
-      newest `started` seen); `start_date` bounds the first read. See `history.py` for why
-      this is not `dlt.sources.incremental`.
+      newest `started` seen); `start_date` bounds the first read. Scopes are read
+      `concurrency` at a time; their results are applied to the state in this thread. See
+      `history.py` for why this is not `dlt.sources.incremental`.
     * Updates: runs PENDING or RUNNING at the last sync stay in resource state and are read
       again every sync (the read goes down to the oldest of them) until they are terminal,
       so their final `state`, `finished` and link counts land.
@@ -79,20 +83,26 @@ def jobs(
     open_runs: dict[str, dict[str, Any]] = state.setdefault("open", {})
     reconciled: dict[str, Any] = state.setdefault("reconciled", {})
     was_open = dict(open_runs)
-    floors = {scope.key: _floor(scope, marks, was_open, start) for scope in scopes}
+    todo = [
+        (scope, ScopeMark.load(marks.get(scope.key)), _floor(scope, marks, was_open, start))
+        for scope in scopes
+    ]
+    # where the transformers may forget the runs they read (see `_prune_done`)
+    dlt.current.source_state()["floors"] = {
+        scope.key: floor.isoformat() if floor else None for scope, _, floor in todo
+    }
+
+    def read(item: tuple[Scope, ScopeMark, pendulum.DateTime | None]) -> ScopeRead:
+        return _read_scope(client, *item, page_size, start, with_deleted)
+
     yielded: set[str] = set()
     unsettled: list[Scope] = []  # scopes whose read did not add up: nothing there is gone
-    for scope in scopes:
-        mark = ScopeMark.load(marks.get(scope.key))
-        seen = Pass(floors[scope.key])
-        pages = read_pass(client, scope, seen.floor, page_size, with_deleted, seen)
-        yield from _fresh(pages, yielded, open_runs)
-        if not mark.consistent(seen):
-            log_inconsistent(scope, seen, mark)
-            seen = Pass(start)
-            pages = read_pass(client, scope, start, page_size, with_deleted, seen)
-            yield from _fresh(pages, yielded, open_runs)
-            if not ScopeMark().consistent(seen):
+    batch = _Batch()
+    for (scope, mark, _), found in map_bounded(read, todo, concurrency):
+        for pages in found.passes:
+            yield from batch.add(_fresh(pages, yielded, open_runs))
+        if found.again is not None:
+            if not ScopeMark().consistent(found.again):
                 logger.warning(f"scrapewise jobs {scope.key}: still moving; read again next sync")
                 unsettled.append(scope)
                 continue
@@ -102,9 +112,59 @@ def jobs(
                 "load_id": dlt.current.load_package_state()["load_id"],
                 "since": iso_z(start) if start else None,
             }
-        marks[scope.key] = mark.advanced(seen).dump()
+        marks[scope.key] = mark.advanced(found.again or found.seen).dump()
+    yield from batch.flush()
     settled = [scope for scope in scopes if scope not in unsettled]
     yield from _vanished(was_open, open_runs, yielded, settled, unsettled)
+
+
+@dataclass
+class ScopeRead:
+    """One scope's history as a worker read it: the incremental pass, and the full re-read
+    when that pass did not add up (`again`)."""
+
+    seen: Pass
+    passes: list[list[list[dict[str, Any]]]]
+    again: Pass | None = None
+
+
+def _read_scope(
+    client: ProviderRESTClient,
+    scope: Scope,
+    mark: ScopeMark,
+    floor: pendulum.DateTime | None,
+    page_size: int,
+    start: pendulum.DateTime | None,
+    with_deleted: bool,
+) -> ScopeRead:
+    """Read one scope (in a worker thread: no dlt state is touched here)."""
+    seen = Pass(floor)
+    first = list(read_pass(client, scope, seen.floor, page_size, with_deleted, seen))
+    if mark.consistent(seen):
+        return ScopeRead(seen, [first])
+    log_inconsistent(scope, seen, mark)
+    again = Pass(start)
+    second = list(read_pass(client, scope, start, page_size, with_deleted, again))
+    return ScopeRead(seen, [first, second], again)
+
+
+class _Batch:
+    """Rows of many partitions handed to dlt in lists of up to `BATCH_ROWS` (one small list
+    per scope would cost dlt's per-item overhead once per scope)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, pages: Iterable[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
+        for page in pages:
+            self.rows += page
+            if len(self.rows) >= BATCH_ROWS:
+                yield from self.flush()
+
+    def flush(self) -> Iterator[list[dict[str, Any]]]:
+        rows, self.rows = self.rows, []
+        if rows:
+            yield rows
 
 
 def _floor(
@@ -118,7 +178,7 @@ def _floor(
 
 
 def _fresh(
-    pages: Iterator[list[dict[str, Any]]],
+    pages: Iterable[list[dict[str, Any]]],
     yielded: set[str],
     open_runs: dict[str, dict[str, Any]],
 ) -> Iterator[list[dict[str, Any]]]:
@@ -179,6 +239,41 @@ def _todo(runs: list[dict[str, Any]], done: dict[str, Any], wanted: Any) -> list
     ]
 
 
+def _done(run: dict[str, Any]) -> list[Any]:
+    """What `done` keeps of a run read: enough to tell when `jobs` can no longer hand it over."""
+    started = run.get("started")
+    started_text = started.isoformat() if isinstance(started, datetime) else started
+    return [started_text, run.get("groupId"), run.get("scraperId")]
+
+
+def _prune_done(done: dict[str, Any]) -> None:
+    """Forget the runs `jobs` will not hand over again, so `done` does not grow run after run.
+
+    `jobs` reads each scope down to its floor (watermark or oldest open run, in source
+    state); a terminal run started below the floor of every scope it belongs to comes back
+    only with a full re-read of its scope (when the history does not add up), and then its
+    rows or links are read again and replace themselves (merge key `job_id`).
+    """
+    floors: dict[str, str | None] = dlt.current.source_state().get("floors") or {}
+    if not floors:
+        return
+    parsed = {key: timestamp(value) if value else None for key, value in floors.items()}
+    for run_id in [run_id for run_id, entry in done.items() if _forgettable(entry, parsed)]:
+        del done[run_id]
+
+
+def _forgettable(entry: Any, floors: dict[str, pendulum.DateTime | None]) -> bool:
+    if not isinstance(entry, list) or len(entry) != 3 or not entry[0]:
+        return True  # written by an older version (`1`): at worst read once more
+    started = timestamp(entry[0])
+    keys = [Scope(()).key]
+    pairs = zip(SCOPE_FIELDS, entry[1:], strict=True)
+    keys += [Scope(((name, value),)).key for name, value in pairs]
+    relevant = [floors[key] for key in keys if key in floors]
+    # a scope read from its start (no floor) may hand any run over again: keep it then
+    return all(floor is not None and started is not None and started < floor for floor in relevant)
+
+
 def job_errors(
     runs: list[dict[str, Any]], client: ProviderRESTClient, concurrency: int
 ) -> Iterator[list[dict[str, Any]]]:
@@ -187,20 +282,25 @@ def job_errors(
     * Primary key: (job_id, url).
     * Write disposition: merge (delete-insert).
     * Incremental: driven by `jobs`: a run's links are read once, when it is first seen
-      terminal with `errorLinks > 0`; resource state remembers the runs already read. Runs
-      are fetched `concurrency` at a time through the one retrying client.
+      terminal with `errorLinks > 0`; resource state remembers the runs already read until
+      `jobs` reads below them (`_prune_done`). Runs are fetched `concurrency` at a time
+      through the one retrying client.
     * Updates: none expected (a terminal run's links are final); a re-read replaces rows.
     * Deletes: links stay when a run is soft-deleted (the run is marked in `jobs`).
     * Late-arriving data: a run that ends after the sync is read by the sync that sees it end.
     """
     done: dict[str, Any] = dlt.current.resource_state().setdefault("done", {})
+    _prune_done(done)
     todo = _todo(runs, done, lambda run: (run.get("errorLinks") or 0) > 0)
     for run in _todo(runs, done, lambda run: not run.get("errorLinks")):
-        done[run["id"]] = 1  # no failed links: nothing to ask for
-    for run, links in bounded_map(lambda run: fetch_errors(client, run), todo, concurrency):
-        done[run["id"]] = 1
+        done[run["id"]] = _done(run)  # no failed links: nothing to ask for
+    batch: list[dict[str, Any]] = []
+    for run, links in map_bounded(lambda run: fetch_errors(client, run), todo, concurrency):
+        done[run["id"]] = _done(run)
         if links:
-            yield error_rows(run, links)
+            batch += error_rows(run, links)
+    if batch:
+        yield batch
 
 
 def rows(
@@ -212,7 +312,8 @@ def rows(
     * Write disposition: merge (delete-insert).
     * Incremental: driven by `jobs`: each run's rows are read once, when the run is terminal
       (a RUNNING run's partial rows are never loaded), filtered on `_scraperJobStatusId` and
-      sorted by `_scrapedAt` then `_id` (stable for a finished run, so `row_index` is too).
+      sorted by `_scrapedAt` then `_id` (stable for a finished run, so `row_index` is too);
+      resource state remembers the runs read until `jobs` reads below them (`_prune_done`).
       Columns: the scraper's own fields (typed), `job_id`, `group_id`, `scraper_id`,
       `scraped_at`, `row_index`, and Scrapewise's `_`-metadata.
     * Updates: a finished run's rows do not change; reloading a run replaces all its rows.
@@ -221,13 +322,20 @@ def rows(
     * Late-arriving data: a run that ends after the sync is loaded by the sync that sees it.
     """
     done: dict[str, Any] = dlt.current.resource_state().setdefault("done", {})
+    _prune_done(done)
     todo = _todo(runs, done, lambda _: True)
-    for run, fetched in bounded_map(
+    batch: list[dict[str, Any]] = []
+    for run, fetched in map_bounded(
         lambda run: _run_rows(client, run, page_size), todo, concurrency
     ):
-        done[run["id"]] = 1
+        done[run["id"]] = _done(run)
         if fetched:
-            yield data_rows(run, fetched)
+            batch += data_rows(run, fetched)
+        if len(batch) >= BATCH_ROWS:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _run_rows(
@@ -252,32 +360,37 @@ def scrapers(
 
     * Primary key: `id`.
     * Write disposition: merge (delete-insert).
-    * Incremental: none: the scraper list is small and read whole each sync
-      (`/api/scraper/list`, then `GET /api/scraper/{id}` for the config, concurrently).
+    * Incremental: none: the scraper list is read whole each sync (`/api/scraper/list`, per
+      configured group when only groups are configured, then `GET /api/scraper/{id}` for the
+      config; both `concurrency` at a time).
     * Updates: every sync rewrites each scraper's row with its current state.
-    * Deletes: a scraper missing from the list that an earlier sync loaded is kept and
-      marked `is_deleted`.
+    * Deletes: a scraper missing from the list that an earlier sync loaded is written once
+      more, marked `is_deleted`, and then forgotten by the state (its row stays).
     * Late-arriving data: not applicable (a full snapshot each sync).
     """
     state = dlt.current.resource_state().setdefault("seen", {})
-    summaries = _scraper_summaries(client, group_ids, scraper_ids)
-    current = []
-    for summary, full in bounded_map(
+    summaries = _scraper_summaries(client, group_ids, scraper_ids, concurrency)
+    batch: list[dict[str, Any]] = []
+    for summary, full in map_bounded(
         lambda item: get_scraper(client, item["id"]), summaries, concurrency
     ):
         row = scraper_row(summary, full)
         state[row["id"]] = {k: _plain(v) for k, v in row.items()}
-        current.append(row)
+        batch.append(row)
+        if len(batch) >= BATCH_ROWS:
+            yield batch
+            batch = []
     listed = {summary["id"] for summary in summaries}
-    gone = [{**row, "is_deleted": True} for key, row in state.items() if key not in listed]
-    yield current + gone
+    gone = [key for key in state if key not in listed]
+    yield batch + [{**state.pop(key), "is_deleted": True} for key in gone]
 
 
 def _scraper_summaries(
-    client: ProviderRESTClient, group_ids: list[str], scraper_ids: list[str]
+    client: ProviderRESTClient, group_ids: list[str], scraper_ids: list[str], concurrency: int
 ) -> list[dict[str, Any]]:
     if group_ids and not scraper_ids:
-        listed = [s for group in group_ids for s in list_scrapers(client, group)]
+        reads = map_bounded(lambda group: list_scrapers(client, group), group_ids, concurrency)
+        listed = [s for _, found in reads for s in found]
     else:
         everything = list_scrapers(client, None)
         wanted = set(scraper_ids) | set(group_ids)
@@ -295,14 +408,15 @@ def _plain(value: Any) -> Any:
 
 
 def enriched_rows(
-    client: ProviderRESTClient, group_ids: list[str], page_size: int
+    client: ProviderRESTClient, group_ids: list[str], page_size: int, concurrency: int = 1
 ) -> Iterator[list[dict[str, Any]]]:
     """Each group's enriched dataset (the `<group>_enriched` sibling) -> table `enriched_rows`.
 
     * Primary key: (group_id, row_index); merge key `group_id` (the base group).
     * Write disposition: merge (delete-insert): a group's enriched rows are replaced whole.
-    * Incremental: the sibling's rows are read each sync and compared with the hash stored in
-      resource state; only a group whose enriched dataset changed is rewritten.
+    * Incremental: the sibling's rows are read each sync (`concurrency` groups at a time) and
+      compared with the hash stored in resource state; only a group whose enriched dataset
+      changed is rewritten.
     * Updates: a new merge replaces the enriched dataset at Scrapewise, and here.
     * Deletes: a sibling that is emptied or removed deletes the group's rows (hard delete).
     * Late-arriving data: a merge made after a sync lands with the next sync.
@@ -316,36 +430,21 @@ def enriched_rows(
         if not str(group.get("name", "")).endswith(ENRICHED_SUFFIX)
         and (not group_ids or group["id"] in group_ids)
     ]
+    enriched = []
     for group in bases:
         sibling = by_name.get(f"{group.get('name')}{ENRICHED_SUFFIX}")
-        if sibling is None:
-            if hashes.pop(group["id"], None) is not None:
-                yield [removed_enrichment(group["id"])]
-            continue
-        fetched = fetch_rows(client, sibling["id"], page_size, ENRICHED_ROWS_SORT)
+        if sibling is not None:
+            enriched.append((group, sibling))
+        elif hashes.pop(group["id"], None) is not None:
+            yield [removed_enrichment(group["id"])]
+    reads = map_bounded(
+        lambda pair: fetch_rows(client, pair[1]["id"], page_size, ENRICHED_ROWS_SORT),
+        enriched,
+        concurrency,
+    )
+    for (group, sibling), fetched in reads:
         version = content_hash(fetched)
         if hashes.get(group["id"]) == version:
             continue
         hashes[group["id"]] = version
         yield shape_enriched(group, sibling, fetched, version)
-
-
-def bounded_map(func: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[tuple[T, R]]:
-    """`(item, func(item))` for every item, at most `workers` calls at once, as they finish.
-
-    One worker runs in the calling thread (no pool), so `workers=1` is the plain sequential
-    loop the benchmark compares against. The first failure cancels what has not started and
-    is raised: the extract fails as a whole and no state advances.
-    """
-    if workers <= 1 or len(items) <= 1:
-        for item in items:
-            yield item, func(item)
-        return
-    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
-        futures = {pool.submit(func, item): item for item in items}
-        try:
-            for future in as_completed(futures):
-                yield futures[future], future.result()
-        finally:
-            for future in futures:
-                future.cancel()

@@ -121,6 +121,9 @@ MAX_PAGE_SIZE: Final = 1000
 # Per-run requests (failed links, rows) run on this many threads at once. The rate limit is
 # global per customer (docs/scrapewise.md#limits), so this is a bound, not a throughput knob.
 DEFAULT_CONCURRENCY: Final = 16
+# Rows per item handed to dlt: one small list per run or scope would cost dlt's per-item
+# overhead once per partition.
+BATCH_ROWS: Final = 1000
 # dlt's retrying session pools 50 connections per host (docs/dlt-behaviours.md, retrying
 # session and its connection pool): more threads would wait for a connection.
 MAX_CONCURRENCY: Final = 50

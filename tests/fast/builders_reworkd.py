@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from dlt.common.configuration.container import Container
-from dlt.common.pipeline import StateInjectableContext
+from dlt.common.pipeline import PipelineContext, StateInjectableContext
 from dlt.common.schema.typing import TTableSchema
 from dlt.common.storages.load_package import LoadPackageStateInjectableContext
 from dlt.extract import DltResource, DltSource
@@ -164,6 +164,15 @@ def validation_error(name: str, message: str, value: str) -> HttpResponse:
 # -- running the source without a pipeline -------------------------------------------------------
 
 
+def legacy_state(watermarks: dict[str, str]) -> Json:
+    """Pipeline state as a release with one resource + incremental per group left it."""
+    resources = {
+        f"outputs_{group}": {"incremental": {"update_date": {"last_value": value}}}
+        for group, value in watermarks.items()
+    }
+    return {"sources": {"reworkd": {"resources": resources}}}
+
+
 @dataclass
 class Synced:
     """What one sync of a source yielded, table by table, with each table's computed hints."""
@@ -190,11 +199,15 @@ def extract(source: DltSource, state: Json) -> Synced:
     """Run every resource of `source` with `state` as the pipeline state, no pipeline involved.
 
     Each item is recorded under the table its hints name, as dlt's extractor would route it;
-    `state` carries the incremental watermarks into the next call. A provider error is raised
-    as itself, not wrapped in dlt's `ResourceExtractionError`.
+    `state` is the pipeline state the resource sees (an older release's per-group incremental
+    watermarks live there). No pipeline is active, so no watermark is read from a destination:
+    every group is new unless `state` says otherwise. A provider error is raised as itself, not
+    wrapped in dlt's `ResourceExtractionError`.
     """
     synced = Synced()
     contexts = Container()
+    # a pipeline an earlier test in this process created must not lend its destination
+    contexts[PipelineContext].deactivate()
     with (
         contexts.injectable_context(StateInjectableContext(state=state)),  # type: ignore[arg-type]
         contexts.injectable_context(

@@ -18,6 +18,7 @@ from builders_reworkd import (
     at,
     extract,
     fastapi_error,
+    legacy_state,
     outputs_page,
     outputs_request,
     validation_error,
@@ -89,9 +90,15 @@ def test_given_two_groups_then_each_is_read_with_its_own_paginator(http: HttpMoc
 
     synced = sync(http, group_ids=["g-a", "g-b"])
 
-    assert [(row["group_id"], row["key_hash"]) for row in synced.rows("outputs")] == [
+    # groups are read concurrently: their pages arrive in any order
+    assert sorted((row["group_id"], row["key_hash"]) for row in synced.rows("outputs")) == [
         ("g-a", "k1"),
         ("g-b", "k2"),
+    ]
+    marks = synced.rows("_scrapesync_partitions")
+    assert sorted((m["resource"], m["partition"], m["watermark"]) for m in marks) == [
+        ("outputs", "g-a", "2025-01-01T00:00:00Z"),
+        ("outputs", "g-b", "2025-01-01T00:00:00Z"),
     ]
 
 
@@ -117,39 +124,43 @@ def test_given_a_start_date_then_the_first_sync_sends_it_as_created_after(
     sync(http, start_date="2025-01-01")
 
 
-def test_given_a_loaded_group_then_the_next_sync_sends_its_watermark_minus_lookback(
+def test_given_an_older_release_state_then_the_group_continues_from_it_minus_lookback(
     http: HttpMocker,
 ) -> None:
-    state: Json = {}
-    newest = record(2).changed("CREATE", 2, at(30, hour=5))
-    http.get(outputs_request(), outputs_page([record(1), newest]))
-    sync(http, state)
+    """Migration: a group with no `_scrapesync_partitions` row yet starts from the per-group dlt
+    incremental an older release kept (resource `outputs_<group>`), not from scratch."""
+    state = legacy_state({GROUP: "2025-01-01T05:30:00+00:00", "g-gone": "2025-01-01T00:00:00Z"})
+    newest = record(2).changed("UPDATE", 2, at(40, hour=5))
     # 05:30 minus the default 900 s lookback, in the documented `...Z` form
-    http.get(outputs_request(created_after="2025-01-01T05:15:00Z"), outputs_page([]))
+    http.get(outputs_request(created_after="2025-01-01T05:15:00Z"), outputs_page([newest]))
+    http.get(outputs_request("g-new"), outputs_page([]))
 
-    sync(http, state)
+    synced = sync(http, state, group_ids=[GROUP, "g-new"])
 
-    first, _ = http.calls(f"/v1/outputs/{GROUP}")
-    assert "created_after" not in first.qs
+    (mark,) = synced.rows("_scrapesync_partitions")
+    assert (mark["partition"], mark["watermark"]) == (GROUP, "2025-01-01T05:40:00Z")
+    assert mark["previous_watermark"] == "2025-01-01T05:30:00Z"
 
 
-def test_given_no_lookback_then_rows_at_the_boundary_second_are_not_loaded_twice(
+def test_given_no_lookback_then_the_request_starts_at_the_watermark_itself(
     http: HttpMocker,
 ) -> None:
-    state: Json = {}
     boundary = at(0, hour=1)
     loaded = record(1).changed("CREATE", 1, boundary)
-    http.get(outputs_request(), outputs_page([loaded]))
-    assert sync(http, state, lookback=0).keys() == ["k1"]
     # the inclusive filter hands the loaded change back, with a new change in the same second
     again = outputs_page([loaded, loaded.changed("UPDATE", 2, boundary)])
     http.get(outputs_request(created_after="2025-01-01T01:00:00Z"), again)
 
-    synced = sync(http, state, lookback=0)
+    synced = sync(http, legacy_state({GROUP: "2025-01-01T01:00:00Z"}), lookback=0)
 
-    assert [(row["key_hash"], row["change_type"]) for row in synced.rows("outputs")] == [
-        ("k1", "UPDATE")
+    # both come back; the merge keeps the later one (`_version` desc) and re-writing the
+    # loaded one is idempotent; the watermark has not moved, so no watermark row is written
+    rows = sorted(synced.rows("outputs"), key=lambda row: row["_version"])
+    assert [(row["key_hash"], row["change_type"]) for row in rows] == [
+        ("k1", "CREATE"),
+        ("k1", "UPDATE"),
     ]
+    assert synced.rows("_scrapesync_partitions") == []
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -218,7 +229,8 @@ def test_given_an_error_body_then_parse_error_reads_fastapis_detail(
 def test_given_the_outputs_resource_then_its_hints_are_a_keyed_delete_insert_merge() -> None:
     source = reworkd_source(api_key="k", group_ids=[GROUP], base_url="http://unused")
 
-    schema = source.resources[f"outputs_{GROUP}"].compute_table_schema()
+    assert list(source.resources) == ["outputs"]  # one resource, however many groups
+    schema = source.resources["outputs"].compute_table_schema()
 
     assert schema["name"] == "outputs"
     assert schema["write_disposition"] == "merge"
@@ -365,6 +377,8 @@ def test_given_history_then_every_change_is_a_version_open_until_set_after_load(
         ({"lookback": -1}, "must be >= 0 seconds"),
         ({"group_ids": []}, "no scraping groups configured"),
         ({"group_ids": ["a", " a "]}, "repeats a group"),
+        ({"concurrency": 0}, "concurrency=0 is outside 1..50"),
+        ({"shard": "2/2"}, "`sources.reworkd.shard` = '2/2' is not a shard"),
     ],
 )
 def test_given_bad_options_then_the_source_refuses_them_before_any_request(
@@ -380,3 +394,38 @@ def test_given_the_endpoint_table_then_it_lists_the_documented_outputs_call() ->
     assert [(e.name, e.method, e.path, e.evidence) for e in ENDPOINTS] == [
         ("outputs", "GET", "/v1/outputs/{group_id}", "documented")
     ]
+
+
+def test_given_a_shard_then_only_the_groups_it_owns_are_requested(http: HttpMocker) -> None:
+    from scrapesync.sources.common.partitions import Shard
+
+    groups = [f"g-{n}" for n in range(12)]
+    mine = [group for group in groups if Shard(1, 3).owns(group)]
+    for group in mine:
+        http.get(outputs_request(group), outputs_page([]))
+
+    sync(http, group_ids=groups, shard="1/3")  # a request to another group would fail
+
+    assert 0 < len(mine) < len(groups)
+    assert sorted(call.path for call in http.calls()) == sorted(f"/v1/outputs/{g}" for g in mine)
+
+
+def test_given_small_pages_of_many_groups_then_each_row_and_file_keeps_its_group(
+    http: HttpMocker,
+) -> None:
+    """Pages of small groups are transformed together; the same key in two groups stays two
+    records, each with its own files."""
+    groups = [f"g-{n}" for n in range(30)]
+    for number, group in enumerate(groups):
+        page = [record(1).with_files(f"f-{group}"), record(100 + number)]
+        http.get(outputs_request(group), outputs_page(page))
+
+    synced = sync(http, group_ids=groups)
+
+    assert sorted((r["group_id"], r["key_hash"]) for r in synced.rows()) == sorted(
+        [(g, "k1") for g in groups] + [(g, f"k{100 + n}") for n, g in enumerate(groups)]
+    )
+    files = [r for r in synced.rows("outputs__files") if r["file_index"] >= 0]
+    assert sorted((f["group_id"], f["key_hash"], f["file_id"]) for f in files) == sorted(
+        (g, "k1", f"f-{g}") for g in groups
+    )

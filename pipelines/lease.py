@@ -240,11 +240,7 @@ def _take(
         try:
             holder, table = _attempt(pipeline, provider, holder_id, purpose, ttl)
         except DestinationConnectionError as exc:
-            raise DestinationUnavailableError(
-                f"{pipeline.destination.destination_name} cannot be opened ({exc}); fix: check "
-                "that it is reachable and its credentials",
-                "error",
-            ) from exc
+            raise DestinationUnavailableError.unreachable(pipeline, exc) from exc
         except DestinationUnavailableError:
             raise
         except Exception:

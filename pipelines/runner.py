@@ -415,11 +415,7 @@ def load_lock(pipeline: dlt.Pipeline) -> Iterator[None]:
     try:
         client.open_connection()
     except DestinationConnectionError as exc:
-        raise DestinationUnavailableError(
-            f"{pipeline.destination.destination_name} cannot be opened ({exc}); fix: check "
-            "that it is reachable and its credentials",
-            "error",
-        ) from exc
+        raise DestinationUnavailableError.unreachable(pipeline, exc) from exc
     # released by closing the session (an unlock on a broken connection would only mask why)
     try:
         locked = client.execute_sql("SELECT pg_try_advisory_lock(hashtext(%s))", key)

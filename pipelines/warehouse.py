@@ -150,6 +150,15 @@ class DestinationUnavailableError(Exception):
         super().__init__(message)
         self.reason = reason
 
+    @classmethod
+    def unreachable(cls, pipeline: dlt.Pipeline, exc: Exception) -> DestinationUnavailableError:
+        """A destination whose connection failed, with the fix."""
+        return cls(
+            f"{pipeline.destination.destination_name} cannot be opened ({exc}); fix: check "
+            "that it is reachable and its credentials",
+            "error",
+        )
+
 
 @dataclass(frozen=True)
 class DuckDbFile:

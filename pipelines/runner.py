@@ -44,6 +44,7 @@ from scrapesync.sources.common.redact import (
     register_run_secrets,
     register_setting_secrets,
 )
+from scrapesync.sources.common.statedb import release_duckdb_connections
 
 PIPELINE_PREFIX = "scrapesync_"
 DEFAULT_DUCKDB_FILE = "scrapesync.duckdb"
@@ -231,6 +232,7 @@ def sync(
     register_run_secrets(source_options)
     register_setting_secrets(f"sources.{provider.name}", provider.required, setting)
     with ExitStack() as lease:  # held until the sync is recorded
+        lease.callback(release_duckdb_connections)  # no connection outlives the sync
         try:
             options = dict(source_options or {})
             part = shard_of(provider, shard, options, full_refresh)

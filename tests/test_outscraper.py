@@ -6,10 +6,12 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+import duckdb
 import pytest
 
 from scrapesync.sandbox import FaultRule
 from scrapesync.sandbox.outscraper import DEFAULT_KEY, UNAUTHORIZED
+from scrapesync.sources.common import statedb
 from scrapesync.sources.outscraper.cli import run_action
 
 
@@ -156,6 +158,19 @@ def test_given_a_tag_filter_then_a_task_outside_it_is_confirmed_not_removed(os_:
 
     assert os_.scalar("SELECT count(*) FROM outscraper.tasks WHERE removed") == 0
     assert os_.requests("^/tasks/")  # the tasks outside the filter were read one by one
+
+
+def test_given_a_finished_sync_then_its_file_opens_read_only_in_the_same_process(
+    os_: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a second sync reads the finished requests from the destination (a state-store
+    # connection); a loaded machine's idle closer may not have run when the sync returns
+    monkeypatch.setattr(statedb._DUCKDB, "idle", 3600.0)
+    os_.sync()
+    os_.sync()
+
+    with duckdb.connect(str(os_.db_path), read_only=True) as db:  # "different configuration"
+        assert db.sql("SELECT count(*) FROM outscraper.requests").fetchone() != (0,)
 
 
 def test_given_a_request_read_after_its_retention_then_it_is_recorded_expired(

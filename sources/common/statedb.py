@@ -416,6 +416,12 @@ class _DuckDBConnections:
         if entry is not None:
             entry[0].close()
 
+    def close_all(self) -> None:
+        with self._guard:
+            targets = list(self._conns)
+        for target in targets:
+            self.close(target)
+
     def _close_idle(self) -> None:
         while True:
             time.sleep(self.idle / 2)
@@ -444,6 +450,17 @@ class _DuckDBConnections:
 
 
 _DUCKDB = _DuckDBConnections()
+
+
+def release_duckdb_connections() -> None:
+    """Close every DuckDB connection this process keeps for state stores, now.
+
+    A sync calls this when it ends: a connection left for the idle closer would still hold the
+    file for a moment, and DuckDB refuses another open of a file this process holds with
+    other settings (a read-only query of the results right after the sync, in the same
+    process, failed with "different configuration than existing connections").
+    """
+    _DUCKDB.close_all()
 
 
 def _insert_sql(table: str, row: dict[str, Any]) -> str:

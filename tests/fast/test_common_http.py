@@ -266,3 +266,23 @@ def test_given_stream_then_the_body_is_left_for_the_reader(http: HttpMocker) -> 
         assert b"".join(response.iter_content(4)) == b"a,b\n1,2\n"
 
     assert stats.requests == 1
+
+
+def test_given_proxy_environment_then_every_request_honours_it_as_requests_would(
+    http: HttpMocker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the client reads the environment once per host, not per request: the answer must stay
+    # the one `requests` gives, for every request of the session
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.corp:3128")
+    http.get(HttpRequest("/items", query={}), HttpResponse(json={"data": [{"id": 1}]}))
+    proxied = build_client(SPEC, http.base_url, None)
+    for _ in range(2):
+        proxied.get("/items")
+    monkeypatch.setenv("NO_PROXY", "api.test")  # a new client (a new sync) reads it again
+    build_client(SPEC, http.base_url, None).get("/items")
+
+    assert [call.proxies.get("http") for call in http.calls()] == [
+        "http://proxy.corp:3128",
+        "http://proxy.corp:3128",
+        None,
+    ]

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
+from weakref import WeakKeyDictionary
 
 import dlt
 import pyarrow as pa
@@ -172,10 +173,28 @@ class DuckDbFile:
         return Path(self.path).name
 
 
+# pipeline -> (its destination object, its file): a sync asks for the file at every hold
+# (5-10 times), and each answer costs dlt a configuration resolution (~25 ms)
+_FILES: WeakKeyDictionary[dlt.Pipeline, tuple[Any, DuckDbFile | None]] = WeakKeyDictionary()
+
+
 def duckdb_file(pipeline: dlt.Pipeline) -> DuckDbFile | None:
-    """The pipeline's DuckDB file; None for other destinations and for in-process databases."""
+    """The pipeline's DuckDB file; None for other destinations and for in-process databases.
+
+    Resolved once per pipeline object and destination (a pipeline's credentials do not
+    change under it: a new configuration comes with a new pipeline, as every sync builds).
+    """
     if not is_duckdb(pipeline):
         return None
+    known = _FILES.get(pipeline)
+    if known is not None and known[0] is pipeline.destination:
+        return known[1]
+    file = _resolved_duckdb_file(pipeline)
+    _FILES[pipeline] = (pipeline.destination, file)
+    return file
+
+
+def _resolved_duckdb_file(pipeline: dlt.Pipeline) -> DuckDbFile | None:
     credentials = pipeline.destination_client().config.credentials
     if not isinstance(credentials, DuckDbBaseCredentials) or credentials.external_conn():
         return None

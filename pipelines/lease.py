@@ -24,14 +24,18 @@ serialised (a warning says so): see README, "Concurrency".
 
 A sharded sync (`scrapesync sync <provider> --shard 1/3`) takes the lease of its shard, keyed
 `<provider>[1/3]` (`runner.lease_key`): the shards of one run hold theirs at the same time, and
-two runs of the same shard still exclude each other. Runs with different shard counts are
-not excluded by leases (their shards overlap); the orchestrator keeps those apart
-(docs/scale-out.md, the run queue's tag limit).
+two runs of the same shard still exclude each other. Leases of one provider with
+different shapes exclude each other too: an unsharded run and any shard, or shards of
+different counts (`reworkd[1/2]` and `reworkd[1/3]` own overlapping partitions, and two runs
+reading one partition at different moments could load an older version over a newer one).
+Of two such runs, the one that took its lease first keeps it and the other waits
+(`_rival`): the rule both apply to the same two rows, so they never both yield.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -84,6 +88,27 @@ LEASE_COLUMNS: Final = (
 )
 
 
+# a shard's lease key: `<provider>[<i>/<N>]` (runner.lease_key)
+_SHARD_KEY = re.compile(r"^(?P<family>.+)\[(?P<index>\d+)/(?P<count>\d+)\]$")
+
+
+def key_shape(key: str) -> tuple[str, int | None]:
+    """A lease key's provider and shard count (None: unsharded, the whole provider)."""
+    match = _SHARD_KEY.match(key)
+    if match is None:
+        return key, None
+    return match["family"], int(match["count"])
+
+
+def compatible(key: str, other: str) -> bool:
+    """Whether runs holding leases `key` and `other` may run at the same time: other
+    providers, or shards of one count (each owns its own partitions)."""
+    (family, count), (other_family, other_count) = key_shape(key), key_shape(other)
+    if family != other_family:
+        return True
+    return count is not None and count == other_count and key != other
+
+
 @dataclass(frozen=True)
 class Holder:
     """Who holds a provider's lease, as the `_leases` row says."""
@@ -96,6 +121,7 @@ class Holder:
     started_at: datetime
     heartbeat_at: datetime
     expires_at: datetime
+    key: str = ""  # the lease's key (`reworkd`, `reworkd[1/3]`)
 
     def is_dead_here(self) -> bool:
         """True when the holder ran in this machine's PID namespace and its process is gone."""
@@ -113,8 +139,12 @@ class LeaseHeldError(Exception):
     """Another run held the provider's lease for the whole wait."""
 
     def __init__(self, provider: str, holder: Holder, waited: float) -> None:
+        held = "its lease" if holder.key in ("", provider) else f"the lease {holder.key}"
+        if holder.key not in ("", provider):
+            held += " (it reads the same partitions: a sharded and an unsharded run, or shard "
+            held += "counts that differ, do not run at once)"
         super().__init__(
-            f"{provider}: not run, another run holds its lease ({holder.describe()}); waited "
+            f"{provider}: not run, another run holds {held} ({holder.describe()}); waited "
             f"{waited:g} s (SCRAPESYNC__LEASE_WAIT_SECONDS); if that run died, its lease "
             f"expires at {_iso(holder.expires_at)}"
         )
@@ -297,7 +327,33 @@ def _attempt(
         if holder is not None and holder.holder != holder_id and holder.is_dead_here():
             _take_over(warehouse, table, holder, (provider, holder_id, purpose), ttl)
             holder = _holder(warehouse, table, provider)
+        if holder is not None and holder.holder == holder_id:
+            rival = _rival(warehouse, table, provider, holder)
+            if rival is not None:  # it came first: give ours back and wait for it
+                warehouse.execute(
+                    f"DELETE FROM {table} WHERE provider = %s AND holder = %s", provider, holder_id
+                )
+                return rival, table
         return holder, table
+
+
+def _rival(warehouse: Warehouse, table: str, key: str, mine: Holder) -> Holder | None:
+    """A live lease of the same provider that excludes `key` and was taken before ours.
+
+    Both runs read both rows, so they agree on which came first (`started_at`, then the
+    holder id): the earlier keeps its lease, the later waits. Expired leases and leases of
+    processes gone from this machine do not count.
+    """
+    # a row per provider and shard: small enough to read whole (LIKE escapes differ per SQL)
+    live = "expires_at >= now()"
+    rows = warehouse.execute(f"SELECT {HOLDER_COLUMNS}, provider, {live} FROM {table}")
+    for row in rows:
+        other = Holder(*row[:-1])
+        if compatible(key, other.key) or not row[-1] or other.is_dead_here():
+            continue
+        if (other.started_at, other.holder) < (mine.started_at, mine.holder):
+            return other
+    return None
 
 
 def _take_over(
@@ -344,11 +400,14 @@ def process_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+HOLDER_COLUMNS: Final = (
+    "holder, purpose, host, pid, pid_namespace, started_at, heartbeat_at, expires_at"
+)
+
+
 def _holder(warehouse: Warehouse, table: str, provider: str) -> Holder | None:
     rows = warehouse.execute(
-        "SELECT holder, purpose, host, pid, pid_namespace, started_at, heartbeat_at, expires_at "
-        f"FROM {table} WHERE provider = %s",
-        provider,
+        f"SELECT {HOLDER_COLUMNS}, provider FROM {table} WHERE provider = %s", provider
     )
     return Holder(*rows[0]) if rows else None
 

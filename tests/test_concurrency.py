@@ -137,6 +137,37 @@ def test_given_a_held_lease_when_a_sync_cannot_wait_then_it_exits_75_with_one_li
     assert sandbox.requests.entries("reworkd") == [], "a run that did not start reads nothing"
 
 
+@pytest.mark.parametrize(
+    ("held", "shard", "runs"),
+    [
+        ("reworkd[1/3]", None, False),
+        ("reworkd", "1/2", False),
+        ("reworkd[1/3]", "1/2", False),
+        ("reworkd[1/3]", "2/3", True),
+        ("scrapewise", None, True),
+    ],
+    ids=["shard-blocks-whole", "whole-blocks-shard", "counts-differ", "same-count", "other"],
+)
+def test_given_a_held_lease_of_another_shape_then_a_sync_that_overlaps_it_does_not_run(
+    make_sandbox: Any, isolated: Path, held: str, shard: str | None, runs: bool
+) -> None:
+    sandbox = make_sandbox(reworkd=SANDBOX["reworkd"])
+    env = worker_env(sandbox, "reworkd", isolated / "worker", lease_wait_seconds=0)
+    if shard is not None:
+        env["SOURCES__REWORKD__SHARD"] = shard
+    with acquire(held, pipeline_for("reworkd"), purpose="sync"):
+        code, out, err = ChildSync.start("reworkd", isolated, env, "duckdb").finish()
+
+    if runs:
+        assert_clean(code, out, err)
+        assert sandbox.requests.entries("reworkd"), "a compatible run reads its partitions"
+        return
+    assert_clean(code, out, err, (EXIT_LEASE_HELD,))
+    line = next(line for line in err.splitlines() if "not run" in line)
+    assert f"another run holds the lease {held} (it reads the same partitions" in line, line
+    assert sandbox.requests.entries("reworkd") == [], "a run that did not start reads nothing"
+
+
 def test_given_a_held_lease_when_a_sync_waits_then_it_runs_once_the_holder_ends(
     make_sandbox: Any, isolated: Path
 ) -> None:

@@ -26,7 +26,7 @@ A sharded sync (`scrapesync sync <provider> --shard 1/3`) takes the lease of its
 `<provider>[1/3]` (`runner.lease_key`): the shards of one run hold theirs at the same time, and
 two runs of the same shard still exclude each other. Leases of one provider with
 different shapes exclude each other too: an unsharded run and any shard, or shards of
-different counts (`reworkd[1/2]` and `reworkd[1/3]` own overlapping partitions, and two runs
+different counts (`<provider>[1/2]` and `<provider>[1/3]` own overlapping partitions, and two runs
 reading one partition at different moments could load an older version over a newer one).
 Of two such runs, the one that took its lease first keeps it and the other waits
 (`_rival`): the rule both apply to the same two rows, so they never both yield.
@@ -121,7 +121,7 @@ class Holder:
     started_at: datetime
     heartbeat_at: datetime
     expires_at: datetime
-    key: str = ""  # the lease's key (`reworkd`, `reworkd[1/3]`)
+    key: str = ""  # the lease's key (`<provider>`, `<provider>[1/3]`)
 
     def is_dead_here(self) -> bool:
         """True when the holder ran in this machine's PID namespace and its process is gone."""

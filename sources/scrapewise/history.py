@@ -22,7 +22,7 @@ appeared below the watermark or were deleted; the scope is then read again in fu
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,29 @@ class Scope:
 
     def matches(self, run: dict[str, Any]) -> bool:
         return all(run.get(name) == value for name, value in self.filters)
+
+
+class ScopeIndex:
+    """The scopes a run belongs to, found by lookup: testing every scope against every open
+    run costs scopes x runs (10,000 groups with a run open each: 10^8 tests, minutes)."""
+
+    def __init__(self, scopes: Iterable[Scope]) -> None:
+        self.unfiltered: list[Scope] = []
+        self.by_filter: dict[tuple[str, str], list[Scope]] = {}
+        for scope in scopes:
+            if scope.filters:
+                self.by_filter.setdefault(scope.filters[0], []).append(scope)
+            else:
+                self.unfiltered.append(scope)
+        self.names = {name for name, _ in self.by_filter}
+
+    def of(self, run: dict[str, Any]) -> list[Scope]:
+        found = list(self.unfiltered)
+        for name in self.names:
+            value = run.get(name)
+            if isinstance(value, str):  # filter values are ids: nothing else can equal one
+                found += [s for s in self.by_filter.get((name, value), ()) if s.matches(run)]
+        return found
 
 
 def scopes_for(group_ids: Sequence[str], scraper_ids: Sequence[str]) -> list[Scope]:

@@ -24,6 +24,7 @@ from scrapesync.sources.scrapewise.client import (
 from scrapesync.sources.scrapewise.history import (
     Pass,
     Scope,
+    ScopeIndex,
     ScopeMark,
     log_inconsistent,
     read_pass,
@@ -83,8 +84,9 @@ def jobs(
     open_runs: dict[str, dict[str, Any]] = state.setdefault("open", {})
     reconciled: dict[str, Any] = state.setdefault("reconciled", {})
     was_open = dict(open_runs)
+    started = _open_starts(scopes, was_open)
     todo = [
-        (scope, ScopeMark.load(marks.get(scope.key)), _floor(scope, marks, was_open, start))
+        (scope, mark := ScopeMark.load(marks.get(scope.key)), mark.floor(started[scope], start))
         for scope in scopes
     ]
     # where the transformers may forget the runs they read (see `_prune_done`)
@@ -167,14 +169,18 @@ class _Batch:
             yield rows
 
 
-def _floor(
-    scope: Scope,
-    marks: dict[str, Any],
-    open_runs: dict[str, dict[str, Any]],
-    start: pendulum.DateTime | None,
-) -> pendulum.DateTime | None:
-    started = [timestamp(run.get("started")) for run in open_runs.values() if scope.matches(run)]
-    return ScopeMark.load(marks.get(scope.key)).floor([s for s in started if s], start)
+def _open_starts(
+    scopes: list[Scope], open_runs: dict[str, dict[str, Any]]
+) -> dict[Scope, list[pendulum.DateTime]]:
+    """Each scope's open runs' `started` (its next read goes down to the oldest)."""
+    started: dict[Scope, list[pendulum.DateTime]] = {scope: [] for scope in scopes}
+    index = ScopeIndex(scopes)
+    for run in open_runs.values():
+        moment = timestamp(run.get("started"))
+        if moment:
+            for scope in index.of(run):
+                started[scope].append(moment)
+    return started
 
 
 def _fresh(
@@ -217,11 +223,12 @@ def _vanished(
     have been seen: it stays open and is looked for again next sync.
     """
     rows = []
+    moving, read = ScopeIndex(unsettled), ScopeIndex(settled)
     for run_id, run in was_open.items():
-        if run_id in yielded or any(scope.matches(run) for scope in unsettled):
+        if run_id in yielded or moving.of(run):
             continue
         open_runs.pop(run_id, None)
-        if any(scope.matches(run) for scope in settled):
+        if read.of(run):
             logger.warning(f"scrapewise: run {run_id} vanished from the history; kept, marked")
             rows.append(job_row(run, vanished=True))
     if rows:

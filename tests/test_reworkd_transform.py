@@ -9,11 +9,12 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scrapesync.sandbox.reworkd import ReworkdAPI
 from scrapesync.sources.reworkd.columns import MissingFieldsError, as_text, conform, text_column
+from scrapesync.sources.reworkd.pages import read_items
 from scrapesync.sources.reworkd.transform import files_table, outputs_table, page_tables
 
 
@@ -226,3 +227,131 @@ def test_given_flat_objects_when_made_text_then_it_is_orjsons_text_of_the_typed_
         values, pa.struct([("width", pa.int64()), ("ok", pa.bool_()), ("label", pa.string())])
     )
     assert text_column(column).to_pylist() == [as_text(value) for value in column.to_pylist()]
+
+
+# -- a page read from its bytes (pages.py) gives the tables of the decoded page -----------------
+_KEYS = st.one_of(
+    st.sampled_from(("price", "Price", "a__b", "date", "files", "_dlt_id", "价格", "")),
+    st.text(max_size=6),
+)
+_TIMES = st.sampled_from(
+    (
+        "2026-01-02T03:04:05",
+        "2026-01-02T03:04:05.123456",
+        "2026-01-02T03:04:05Z",
+        "2026-01-02T03:04:05+02:00",
+        "2026-01-02 03:04:05",
+        "2026-01-02",
+    )
+)
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.integers(2**63, 2**64 - 1),  # beyond int64: the reader would make it a double
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=6),
+    _TIMES,  # text a JSON reader takes for a timestamp
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=3)),
+    max_leaves=6,
+)
+_FILES = st.lists(
+    st.dictionaries(
+        st.sampled_from(("id", "field", "s3_url", "create_date", "file_metadata", "extra")),
+        st.one_of(_TIMES, st.text(max_size=4), st.integers(0, 9), st.none(),
+                  st.fixed_dictionaries({"width": st.integers(0, 900)})),
+    ),
+    max_size=2,
+)  # fmt: skip
+
+
+@st.composite
+def _outputs(draw: st.DrawFn) -> dict[str, Any]:
+    """One output: the documented fields, drifting `data`, `tags`, files, an unknown field."""
+    item: dict[str, Any] = {
+        "id": draw(st.integers(1, 10**6)),
+        "key_hash": draw(st.sampled_from(("k1", "k2", "k3"))),
+        "change_type": draw(st.sampled_from(("CREATE", "UPDATE", "DELETE"))),
+        "create_date": draw(_TIMES),
+        "update_date": draw(_TIMES),
+        "value_hash": draw(st.sampled_from(("v1", "v2"))),
+        "data": draw(st.dictionaries(_KEYS, _VALUES, max_size=4)),
+    }
+    for name, values in (
+        ("last_scraped_date", st.one_of(st.none(), _TIMES)),
+        ("tags", st.dictionaries(_KEYS, _SCALARS, max_size=2)),
+        ("files", _FILES),
+        ("undocumented", _VALUES),
+    ):
+        if draw(st.booleans()):
+            item[name] = draw(values)
+    return item
+
+
+def _tables_or_error(items: Any) -> Any:
+    try:
+        return page_tables(items, "g", "load-1")
+    except MissingFieldsError as exc:
+        return ("missing", exc.names)
+    except (ValueError, KeyError) as exc:
+        return (type(exc).__name__, str(exc).split(" (")[0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_outputs(), min_size=1, max_size=4), st.booleans())
+def test_given_any_page_when_read_from_its_bytes_then_its_tables_equal_the_decoded_ones(
+    items: list[dict[str, Any]], pretty: bool
+) -> None:
+    document = {"metadata": {"next_url": None, "next_cursor": 7}, "items": items}
+    body = orjson.dumps(document, option=orjson.OPT_INDENT_2 if pretty else 0)
+
+    read = read_items(body)
+
+    if read is not None:  # else the page goes to the dict path, as decoded
+        structs, rest = read
+        assert rest == {"metadata": document["metadata"]}
+        expected = _tables_or_error(orjson.loads(body)["items"])
+        got = _tables_or_error(structs)
+        if isinstance(expected, tuple) and isinstance(expected[0], pa.Table):
+            assert isinstance(got, tuple), got
+            assert isinstance(got[0], pa.Table), got
+            assert got[0].equals(expected[0], check_metadata=True), (got[0], expected[0])
+            assert got[1].equals(expected[1], check_metadata=True)
+        else:
+            assert got == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"items":[{"a":[null,1]},{"a":[2]}]}',  # the reader shifts values after a leading null
+        b'{"items":[{"n":9223372036854775808}]}',  # beyond int64: a double
+        b'{"items":[{"a":1,"a":2}]}',  # a repeated key: orjson keeps the last
+        b'{"items":[{"a":"\xff"}]}',  # not UTF-8
+        b'{"items":{"a":1}}',  # `items` is not a list
+        b'{"items":[{"data":{"rows":[{"x":1},{"y":2}]}}]}',  # objects in a list: JSON text
+        b"[1, 2]",
+    ],
+)
+def test_given_a_body_the_json_reader_would_read_otherwise_then_it_is_left_to_the_dicts(
+    body: bytes,
+) -> None:
+    assert read_items(body) is None
+
+
+def test_given_dates_in_data_when_read_from_bytes_then_they_stay_text() -> None:
+    body = (
+        b'{"metadata":{"next_cursor":null},"items":[{"id":1,"key_hash":"k","change_type":'
+        b'"CREATE","create_date":"2026-01-02T03:04:05","value_hash":"v","data":{"day":"2026-01-02"}}]}'
+    )
+    read = read_items(body)
+
+    assert read is not None
+    structs, rest = read
+    assert rest == {"metadata": {"next_cursor": None}}
+    outputs, _ = page_tables(structs, "g", "load-1")
+    assert outputs["data__day"].to_pylist() == ["2026-01-02"]
+    assert outputs["create_date"].type == pa.timestamp("us", tz="UTC")

@@ -7,14 +7,18 @@ Reworkd does not document its error bodies; its API is FastAPI, whose envelope i
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TypeAlias
 
+import pyarrow as pa
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
+from requests import Response
 
 from scrapesync.sources.common.client import ProviderRESTClient, build_client
 from scrapesync.sources.common.errors import ProviderSpec
 from scrapesync.sources.common.paginators import GuardedCursorPaginator
 from scrapesync.sources.common.stats import RequestStats
+from scrapesync.sources.reworkd.pages import read_items
 from scrapesync.sources.reworkd.settings import (
     CURSOR_PARAM,
     ITEMS_SELECTOR,
@@ -73,3 +77,41 @@ def outputs_client(
 def outputs_path(group_id: str) -> str:
     """The outputs path of one group."""
     return OUTPUTS.path.format(group_id=group_id)
+
+
+# a page as `outputs_pages` yields it: read from its bytes, or decoded (see `pages.py`)
+Page: TypeAlias = pa.StructArray | list[Any]
+
+
+def outputs_pages(
+    client: ProviderRESTClient, group_id: str, params: dict[str, Any]
+) -> Iterator[Page]:
+    """The non-empty pages of one group, each read into Arrow where that reads it exactly.
+
+    Paging, retries and errors are the client's (`paginate`); `read_into_arrow` runs after the
+    client's own response hook, on the thread that fetches."""
+    pages = client.paginate(
+        outputs_path(group_id), params=params, hooks={"response": [read_into_arrow]}
+    )
+    for page in pages:
+        if len(page) == 1 and isinstance(page[0], pa.StructArray):
+            yield page[0]
+        elif page:
+            yield list(page)
+
+
+def read_into_arrow(response: Response, *_: Any, **__: Any) -> None:
+    """Response hook: a page `pages.read_items` reads is answered from Arrow.
+
+    `response.json()` then gives the document with `items` holding the page's struct array
+    (or nothing, for an empty page), which the paginator pages through like the decoded body
+    (its `metadata.next_cursor` is the same Python value). Any other page keeps the client's
+    decoder (orjson, once), whose errors stay the client's."""
+    if not 200 <= response.status_code < 300:
+        return
+    read = read_items(response.content)
+    if read is None:
+        return
+    items, rest = read
+    document = {**rest, ITEMS_SELECTOR: [items] if len(items) else []}
+    response.json = lambda **_: document  # type: ignore[method-assign]

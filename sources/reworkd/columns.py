@@ -47,7 +47,13 @@ class MissingFieldsError(MalformedOutputError):
 
 
 def parse_timestamps(values: pa.Array | list[Any]) -> pa.Array:
-    """ISO 8601 strings (naive ones are UTC, as Reworkd's are) -> timestamp[us, UTC]."""
+    """ISO 8601 strings (naive ones are UTC, as Reworkd's are) -> timestamp[us, UTC].
+
+    Timestamps Arrow's JSON reader already made of such strings (naive, in UTC) are cast."""
+    if isinstance(values, pa.Array) and pa.types.is_timestamp(values.type):
+        if values.type.tz:  # a cast between zones keeps the instant
+            return pc.cast(values, UTC_TS)
+        return pc.assume_timezone(pc.cast(values, pa.timestamp("us")), "UTC")
     strings = values if isinstance(values, pa.Array) else pa.array(values, pa.string())
     if not pa.types.is_string(strings.type):
         strings = pc.cast(strings, pa.string())
@@ -77,8 +83,12 @@ def version_keys(update_date: pa.Array, ids: pa.Array) -> pa.Array:
     )
 
 
-def finish_outputs(columns: dict[str, pa.Array], group_id: str, load_id: str) -> pa.Table:
-    """Typed timestamps, the key and bookkeeping columns, from raw flattened columns."""
+def finish_outputs(
+    columns: dict[str, pa.Array], group_id: str | pa.Array, load_id: str
+) -> pa.Table:
+    """Typed timestamps, the key and bookkeeping columns, from raw flattened columns.
+
+    `group_id`: the group of every output, or of each (an array as long as the page)."""
     missing = [name for name in REQUIRED_FIELDS if name not in columns or columns[name].null_count]
     if missing:
         raise MissingFieldsError(missing)
@@ -89,7 +99,9 @@ def finish_outputs(columns: dict[str, pa.Array], group_id: str, load_id: str) ->
     columns["update_date"] = _change_times(columns)
     size = len(next(iter(columns.values())))
     columns["id"] = _typed("id", "an integer", lambda ids: pc.cast(ids, pa.int64()), columns["id"])
-    columns["group_id"] = pa.array([group_id] * size, pa.string())
+    columns["group_id"] = (
+        group_id if isinstance(group_id, pa.Array) else pa.array([group_id] * size, pa.string())
+    )
     columns["_deleted"] = pc.fill_null(pc.equal(columns["change_type"], "DELETE"), False)
     columns["_version"] = version_keys(columns["update_date"], columns["id"])
     columns["_dlt_load_id"] = pa.array([load_id] * size, pa.string())

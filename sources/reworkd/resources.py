@@ -8,7 +8,7 @@ watermark is kept is here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -33,10 +33,15 @@ from scrapesync.sources.common.partitions import (
     with_partition_hints,
 )
 from scrapesync.sources.common.timeutil import iso_z, parse_datetime
-from scrapesync.sources.reworkd.client import PROVIDER, outputs_path
-from scrapesync.sources.reworkd.columns import ExtractTypes, MalformedOutputError, history_table
+from scrapesync.sources.reworkd.client import PROVIDER, Page, outputs_pages, outputs_path
+from scrapesync.sources.reworkd.columns import (
+    INFERENCE_ERRORS,
+    ExtractTypes,
+    MalformedOutputError,
+    history_table,
+)
 from scrapesync.sources.reworkd.settings import PAGE_BUFFER, PAGE_SIZE_PARAM, WATERMARK_PARAM
-from scrapesync.sources.reworkd.transform import page_tables
+from scrapesync.sources.reworkd.transform import objects_in_lists, page_tables
 
 RESOURCE = "outputs"
 CURSOR = "update_date"
@@ -127,12 +132,13 @@ def outputs(read: OutputsRead) -> Iterator[Any]:
     marks: list[PartitionMark] = []
     ended: list[str] = []  # groups read to the end whose last pages wait in `batch`
 
-    def fetch(group: str) -> Iterator[list[Any]]:
+    def fetch(group: str) -> Iterator[Page]:
         return _group_pages(read, groups[group])
 
     def flush() -> Iterator[Any]:
-        for outputs_page, files_page in batch.tables(load_id):
-            yield from _written(outputs_page, files_page, groups, load_id, read.history)
+        tables = batch.tables(load_id)
+        if tables:
+            yield from _written(tables, groups, load_id, read.history)
         marks.extend(mark for group in ended if (mark := groups[group].mark()) is not None)
         ended.clear()
 
@@ -154,75 +160,95 @@ def outputs(read: OutputsRead) -> Iterator[Any]:
 class RawBatch:
     """Pages of several groups, turned into tables together.
 
-    Per page, the transform and dlt both have a fixed cost (Arrow's type inference over a
-    page: ~6 ms for 50 outputs, ~9 ms for 1,000; dlt's table schema for each item it is handed
-    with hints: ~5 ms), so 1,000 groups of 50 outputs page by page would spend more time there
-    than on the network. Pages are gathered up to `BATCH_ROWS` outputs and transformed as one
-    page: each output's `key_hash` is prefixed with its group for the transform and split
-    back after, so every row (and file row) keeps its own group. Memory: one batch.
+    Per item it is handed with hints, dlt has a fixed cost (the item's table schema: ~5-25
+    ms), and so has the transform per page (Arrow's type inference, its compute kernels), so
+    1,000 groups of 50 outputs page by page would spend more time there than on the network.
+    Pages are gathered up to `BATCH_ROWS` outputs and transformed as one page, each output
+    keeping its own group (a `group_id` per row). Pages read into Arrow (`pages.py`) are cast
+    to one struct type, the one Arrow infers over all their items, and concatenated; decoded
+    pages are joined and typed together. Memory: one batch.
     """
 
     def __init__(self) -> None:
-        self.pages: list[tuple[str, list[Any]]] = []
+        self.pages: list[tuple[str, Page]] = []
         self.rows = 0
 
-    def add(self, group: str, page: list[Any]) -> None:
+    def add(self, group: str, page: Page) -> None:
         self.pages.append((group, page))
         self.rows += len(page)
 
     def tables(self, load_id: str) -> list[tuple[pa.Table, pa.Table]]:
         pages, self.pages, self.rows = self.pages, [], 0
-        if len(pages) > 1:
-            joined = _joined_page(pages)
-            if joined is not None:
-                try:
-                    outputs_page, files_page = page_tables(joined, "", load_id)
-                    return [(_split_group(outputs_page), _split_group(files_page))]
-                except MalformedOutputError:
-                    pass  # read each page alone below: the error then names its group
-        return [_tables(page, group, load_id) for group, page in pages]
+        read: list[tuple[str, pa.StructArray]] = []
+        decoded: list[tuple[str, list[Any]]] = []
+        for group, page in pages:
+            if isinstance(page, pa.StructArray):
+                read.append((group, page))
+            else:
+                decoded.append((group, page))
+        return [
+            *_batch_tables(read, _joined_structs(read), load_id),
+            *_batch_tables(decoded, [item for _, page in decoded for item in page], load_id),
+        ]
 
 
-# between a group id and a key_hash while a batch is transformed (no group id holds it)
-GROUP_SEPARATOR = "\x1f"
+def _batch_tables(
+    pages: Sequence[tuple[str, Page]], joined: Page | None, load_id: str
+) -> list[tuple[pa.Table, pa.Table]]:
+    """The tables of `pages` from their `joined` items, else (a malformed output, types that
+    do not join) page by page."""
+    if len(pages) > 1 and joined is not None:
+        groups = pa.array([group for group, page in pages for _ in range(len(page))], pa.string())
+        try:
+            return [page_tables(joined, groups, load_id)]
+        except MalformedOutputError:
+            pass  # read each page alone below: the error then names its group
+    return [_tables(page, group, load_id) for group, page in pages]
 
 
-def _joined_page(pages: list[tuple[str, list[Any]]]) -> list[dict[str, Any]] | None:
-    """The outputs of `pages` as one page, `key_hash` prefixed with the group; None when an
-    output has no text `key_hash` (the page-by-page transform reports it)."""
-    joined: list[dict[str, Any]] = []
-    for group, page in pages:
-        for item in page:
-            key = item.get("key_hash") if isinstance(item, dict) else None
-            if not isinstance(key, str):
-                return None
-            joined.append({**item, "key_hash": f"{group}{GROUP_SEPARATOR}{key}"})
-    return joined
-
-
-def _split_group(table: pa.Table) -> pa.Table:
-    """`group_id` and `key_hash` back from the prefixed `key_hash`."""
-    parts = pc.split_pattern(table["key_hash"], GROUP_SEPARATOR, max_splits=1)
-    for name, position in (("group_id", 0), ("key_hash", 1)):
-        index = table.schema.get_field_index(name)
-        table = table.set_column(index, table.schema.field(index), pc.list_element(parts, position))
-    return table
+def _joined_structs(pages: list[tuple[str, pa.StructArray]]) -> pa.StructArray | None:
+    """The struct arrays of `pages` as one, cast to the type Arrow would infer over all their
+    items (`permissive`: an integer and a double field make a double one, as `pa.array`
+    does); None when their types do not join (a field holds a number here, text there)."""
+    kinds = list(dict.fromkeys(page.type for _, page in pages))
+    if len(kinds) < 2:
+        return pa.concat_arrays([page for _, page in pages]) if pages else None
+    try:
+        schemas = [pa.schema([("items", kind)]) for kind in kinds]
+        kind = pa.unify_schemas(schemas, promote_options="permissive").field(0).type
+        if objects_in_lists(kind):
+            return None
+        joined = [page if page.type == kind else page.cast(kind) for _, page in pages]
+        return pa.concat_arrays(joined)
+    except INFERENCE_ERRORS:
+        return None
 
 
 def _written(
-    outputs_page: pa.Table,
-    files_page: pa.Table,
+    tables: list[tuple[pa.Table, pa.Table]],
     groups: dict[str, GroupRead],
     load_id: str,
     history: bool,
 ) -> Iterator[Any]:
-    """Conform one batch's tables, note each group's newest change, yield them with hints."""
-    outputs_page = EXTRACT_TYPES.conform(outputs_page, load_id, loaded_types("outputs"))
-    _advance(groups, outputs_page)
-    metrics = dlt.current.resource_metrics()
-    deletes = pc.sum(outputs_page["_deleted"]).as_py() or 0
-    metrics["deleted:outputs"] = metrics.get("deleted:outputs", 0) + deletes
-    yield from _hinted(outputs_page, files_page, history)
+    """Conform a batch's tables, note each group's newest change, yield them with hints: one
+    table each for `outputs` and `outputs__files` when the conformed parts concatenate."""
+    loaded = loaded_types("outputs")
+    parts = [(EXTRACT_TYPES.conform(outputs, load_id, loaded), files) for outputs, files in tables]
+    try:
+        joined = [
+            (
+                pa.concat_tables([outputs for outputs, _ in parts], promote_options="default"),
+                pa.concat_tables([files for _, files in parts]),
+            )
+        ]
+    except INFERENCE_ERRORS:
+        joined = parts
+    for outputs_page, files_page in joined:
+        _advance(groups, outputs_page)
+        metrics = dlt.current.resource_metrics()
+        deletes = pc.sum(outputs_page["_deleted"]).as_py() or 0
+        metrics["deleted:outputs"] = metrics.get("deleted:outputs", 0) + deletes
+        yield from _hinted(outputs_page, files_page, history)
 
 
 def _starts(read: OutputsRead) -> dict[str, pendulum.DateTime | None]:
@@ -257,15 +283,13 @@ def _group_read(group: str, start: pendulum.DateTime | None, read: OutputsRead) 
     return GroupRead(group, start, since)
 
 
-def _group_pages(read: OutputsRead, group: GroupRead) -> Iterator[list[Any]]:
-    """The pages of one group, as decoded (runs on a worker thread)."""
+def _group_pages(read: OutputsRead, group: GroupRead) -> Iterator[Page]:
+    """The pages of one group (runs on a worker thread)."""
     query: dict[str, Any] = {**read.params, PAGE_SIZE_PARAM: read.page_size}
     if group.created_after is not None:
         query[WATERMARK_PARAM] = group.created_after
     logger.debug(f"reworkd group {group.group_id}: reading changes since {group.created_after}")
-    for page in read.client.paginate(outputs_path(group.group_id), params=query):
-        if page:
-            yield page
+    yield from outputs_pages(read.client, group.group_id, query)
 
 
 def _advance(groups: dict[str, GroupRead], outputs_page: pa.Table) -> None:
@@ -338,7 +362,7 @@ def loaded_types(table: str) -> dict[str, str]:
     }
 
 
-def _tables(page: list[Any], group_id: str, load_id: str) -> tuple[pa.Table, pa.Table]:
+def _tables(page: Page, group_id: str, load_id: str) -> tuple[pa.Table, pa.Table]:
     """Refuse a page that breaks the docs (a missing field, a bad time, an unknown change)
     instead of loading half a record."""
     try:

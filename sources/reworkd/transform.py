@@ -5,10 +5,11 @@ dict-yielding pipeline (docs/reworkd.md#why-arrow-pages: 200k outputs in ~17 s i
 ~50 s), so the flattening dlt would do (`data__price`, child table `outputs__files`) is done
 here, once. Typing the columns and the checks that refuse a malformed page are in `columns.py`.
 
-The fast path lets Arrow infer one struct type for the whole page and flattens it with compute
-kernels (about 5x faster than building rows in Python). A page Arrow cannot type (a field
-holding a number in one output and text in another) takes the row-by-row path, where such a
-field becomes JSON text. Both paths give the same columns.
+The fast path lets Arrow infer one struct type for the whole page (or takes the struct array
+`pages.py` read from the response bytes) and flattens it with compute kernels (about 5x faster
+than building rows in Python). A page Arrow cannot type (a field holding a number in one
+output and text in another) takes the row-by-row path, where such a field becomes JSON text.
+Both paths give the same columns.
 
 Lists are JSON text on both paths: an Arrow list column takes its item type from the page
 (`list<string>`, or `list<null>` on a page whose lists are all empty), and dlt cannot write two
@@ -66,14 +67,23 @@ FILES_SCHEMA = pa.schema(
 
 
 def page_tables(
-    items: list[dict[str, Any]], group_id: str, load_id: str
+    items: list[dict[str, Any]] | pa.StructArray, group_id: str | pa.Array, load_id: str
 ) -> tuple[pa.Table, pa.Table]:
-    """The `outputs` and `outputs__files` tables of one page."""
+    """The `outputs` and `outputs__files` tables of one page.
+
+    `items` are the decoded outputs, or a struct array of them read from the page's bytes
+    (`pages.py`, which leaves a page whose lists hold objects to the dicts); `group_id` is the
+    group of every output, or of each (a batch of several groups' pages)."""
+    if isinstance(items, pa.StructArray):
+        if objects_in_lists(items.type):
+            raise ValueError("page_tables: a list of objects needs the items as decoded")
+        outputs = finish_outputs(_struct_columns(items), group_id, load_id)
+        return outputs, _struct_files(items, outputs, load_id)
     try:
         page = pa.array(items)
     except INFERENCE_ERRORS:
         page = None
-    if page is None or _objects_in_lists(page.type):
+    if page is None or objects_in_lists(page.type):
         # Arrow gives every object of a list every key of the page (null where absent): the
         # JSON text of such a list is built from the items as sent instead
         outputs = outputs_table(items, group_id, load_id)
@@ -82,7 +92,7 @@ def page_tables(
     return outputs, _struct_files(page, outputs, load_id)
 
 
-def _objects_in_lists(page: pa.DataType) -> bool:
+def objects_in_lists(page: pa.DataType) -> bool:
     """Whether a field of `data`, `tags` or an undocumented one holds a list of objects
     (`files`, documented, is shaped apart)."""
     return any(_holds_objects(field.type, False) for field in page if field.name != "files")
@@ -195,12 +205,17 @@ def _files_with_markers(
     for name in FILE_FIELDS:
         target = "file_id" if name == "id" else name
         values = (
-            text_column(pc.struct_field(flat, name))
+            pc.struct_field(flat, name)
             if flat is not None and name in present
             else pa.nulls(kept, pa.string())
         )
         if name == "create_date":
-            values = parse_timestamps(values)
+            # read from the bytes, a file's time may already be a timestamp
+            values = parse_timestamps(
+                values if pa.types.is_timestamp(values.type) else text_column(values)
+            )
+        else:
+            values = text_column(values)
         values = values.cast(FILES_SCHEMA.field(target).type)
         columns[target] = pa.concat_arrays([values, pa.nulls(len(markers), values.type)])
     columns["_deleted"] = pa.array([False] * kept + [True] * len(markers), pa.bool_())
@@ -247,7 +262,7 @@ def _columns(rows: list[dict[Any, Any]]) -> dict[Any, list[Any]]:
     return columns
 
 
-def outputs_table(items: list[dict[str, Any]], group_id: str, load_id: str) -> pa.Table:
+def outputs_table(items: list[dict[str, Any]], group_id: str | pa.Array, load_id: str) -> pa.Table:
     """One Arrow row per output, built row by row (for pages Arrow cannot type)."""
     rows: list[dict[str, Any]] = []
     records: list[dict[Path, Any]] = []

@@ -10,6 +10,8 @@ from typing import Any
 
 import duckdb
 import pytest
+from dlt.common.configuration.container import Container
+from dlt.common.pipeline import PipelineContext
 from httpmock import HttpMocker
 from hypothesis import settings
 from pgtest import fresh_database
@@ -41,6 +43,9 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
     # the redaction registry is process-wide: a key one test used must not mask another's text
     forget_secrets()
+    # a source iterated outside a pipeline reads the active pipeline's state: one an earlier
+    # test in this worker left active lent its open Scrapewise runs to a fast test
+    Container()[PipelineContext].deactivate()
     return tmp_path
 
 

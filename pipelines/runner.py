@@ -48,11 +48,19 @@ from scrapesync.sources.common.statedb import release_duckdb_connections
 
 PIPELINE_PREFIX = "scrapesync_"
 DEFAULT_DUCKDB_FILE = "scrapesync.duckdb"
-DUCKDB_DEFAULTS: dict[str, Any] = {"memory_limit": "80MB", "threads": 1}
+# `preserve_insertion_order` off lets DuckDB insert and window without buffering rows in
+# arrival order (no query of dlt's relies on it: its merge orders explicitly); with it on, the
+# deduplicating merge of a 1M-row load ran out of the 80 MB budget instead of spilling
+DUCKDB_DEFAULTS: dict[str, Any] = {
+    "memory_limit": "80MB",
+    "threads": 1,
+    "preserve_insertion_order": False,
+}
 # DuckDB's names for each of those settings
 _DUCKDB_ALIASES = {
     "memory_limit": {"memory_limit", "max_memory"},
     "threads": {"threads", "worker_threads"},
+    "preserve_insertion_order": {"preserve_insertion_order"},
 }
 # the setting a `SET [GLOBAL|SESSION] x ...` statement or a `x = ...` pragma names
 _SETTING_NAME = re.compile(

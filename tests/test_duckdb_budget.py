@@ -35,14 +35,14 @@ BUDGET = {name: shown(name, value) for name, value in DUCKDB_DEFAULTS.items()}
 
 
 def settings_in_dlt(pipeline: dlt.Pipeline) -> dict[str, str]:
-    """memory_limit and threads as dlt's own connection to the file sees them."""
+    """The budget's settings (`DUCKDB_DEFAULTS`) as dlt's own connection to the file sees them."""
+    names = list(DUCKDB_DEFAULTS)
     with pipeline.sql_client() as client:
         rows = client.execute_sql(
-            "SELECT current_setting('memory_limit'), current_setting('threads')"
+            "SELECT " + ", ".join(f"current_setting('{name}')" for name in names)
         )
     assert rows
-    memory, threads = rows[0]
-    return {"memory_limit": str(memory), "threads": str(threads)}
+    return {name: str(value) for name, value in zip(names, rows[0], strict=True)}
 
 
 def tiny_load(workdir: Path, read_only: bool = False) -> dlt.Pipeline:
@@ -123,10 +123,7 @@ def test_users_own_memory_limit_is_kept(isolated: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", '{"memory_limit": "1GB"}')
     pipeline = tiny_load(isolated)
     # the user's limit wins; the setting they left alone keeps the budget
-    assert settings_in_dlt(pipeline) == {
-        "memory_limit": shown("memory_limit", "1GB"),
-        "threads": BUDGET["threads"],
-    }
+    assert settings_in_dlt(pipeline) == {**BUDGET, "memory_limit": shown("memory_limit", "1GB")}
 
 
 def test_users_own_threads_in_a_pragma_are_kept(
@@ -137,7 +134,7 @@ def test_users_own_threads_in_a_pragma_are_kept(
         '[destination.duckdb.credentials]\ndatabase = "own.duckdb"\npragmas = ["threads=2"]\n',
     )
     pipeline = tiny_load(isolated)
-    assert settings_in_dlt(pipeline) == {"memory_limit": BUDGET["memory_limit"], "threads": "2"}
+    assert settings_in_dlt(pipeline) == {**BUDGET, "threads": "2"}
 
 
 def test_read_only_keeps_the_budget(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:

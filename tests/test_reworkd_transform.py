@@ -98,6 +98,18 @@ def test_a_page_whose_outputs_have_no_files_gives_only_markers(page: list[dict[s
     assert set(files["_deleted"].to_pylist()) == {True}
 
 
+def test_a_page_without_value_hash_gives_files_with_a_null_one(page: list[dict[str, Any]]) -> None:
+    # `value_hash` is not needed to key a row: a page that lacks it still loads, on both paths
+    items = copy.deepcopy(page[:5])
+    for item in items:
+        del item["value_hash"]
+
+    for outputs, files in (page_tables(items, "g", "load-1"), slow_path(items)):
+        assert files.num_rows >= outputs.num_rows
+        assert set(files["value_hash"].to_pylist()) == {None}
+        assert files.schema.field("value_hash").type == pa.string()
+
+
 def test_an_output_without_its_cursor_is_refused(page: list[dict[str, Any]]) -> None:
     items = copy.deepcopy(page[:3])
     del items[1]["key_hash"]

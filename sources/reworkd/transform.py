@@ -196,7 +196,13 @@ def _files_with_markers(
     rows = pc.take(
         outputs, pa.concat_arrays([parents, markers]) if parents is not None else markers
     )
-    columns: dict[str, pa.Array] = {name: rows[name].combine_chunks() for name in OUTPUT_KEYS}
+    # `value_hash` may be absent from a whole page (only the keys are required)
+    columns: dict[str, pa.Array] = {
+        name: rows[name].combine_chunks()
+        if name in rows.column_names
+        else pa.nulls(len(rows), pa.string())
+        for name in OUTPUT_KEYS
+    }
     marker_index = pa.array([-1] * len(markers), pa.int64())
     columns["file_index"] = (
         pa.concat_arrays([index, marker_index]) if index is not None else marker_index

@@ -139,10 +139,12 @@ class LeaseHeldError(Exception):
     """Another run held the provider's lease for the whole wait."""
 
     def __init__(self, provider: str, holder: Holder, waited: float) -> None:
-        held = "its lease" if holder.key in ("", provider) else f"the lease {holder.key}"
+        held = "its lease"
         if holder.key not in ("", provider):
-            held += " (it reads the same partitions: a sharded and an unsharded run, or shard "
-            held += "counts that differ, do not run at once)"
+            held = (
+                f"the lease {holder.key} (it reads the same partitions: a sharded and an "
+                "unsharded run, or shard counts that differ, do not run at once)"
+            )
         super().__init__(
             f"{provider}: not run, another run holds {held} ({holder.describe()}); waited "
             f"{waited:g} s (SCRAPESYNC__LEASE_WAIT_SECONDS); if that run died, its lease "

@@ -25,6 +25,7 @@ fields as text, so `data`'s values stay as sent.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,7 +45,8 @@ TIME_PATHS = frozenset(
 )
 # the smallest magnitude a double made from an integer beyond int64 has
 BEYOND_INT64 = 2.0**63
-_BLANKS = b" \t\r\n"
+# `null` after `[` or `,` and any JSON whitespace: an array element
+_NULL_ELEMENT = re.compile(rb"[\[,][ \t\r\n]*null")
 
 
 def read_items(body: bytes) -> tuple[pa.StructArray, dict[str, Any]] | None:
@@ -87,15 +89,7 @@ def _null_in_array(body: bytes) -> bool:
     """Whether a `null` follows `[` or `,` (only an array element does; in an object a key
     does): the reader mishandles such elements. A `null` inside a string may say yes too,
     which only costs the dict path."""
-    at = body.find(b"null")
-    while at != -1:
-        before = at - 1
-        while before >= 0 and body[before] in _BLANKS:
-            before -= 1
-        if before >= 0 and body[before] in b"[,":
-            return True
-        at = body.find(b"null", at + 4)
-    return False
+    return _NULL_ELEMENT.search(body) is not None
 
 
 def _has_item_list(table: pa.Table) -> bool:
